@@ -1,0 +1,64 @@
+"""The `insitu` command. Each subcommand lives in its own module under insitu.cli.
+
+A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Errors a user can fix (bad file, bad flag, missing board) are raised as
+``UserError`` or a domain error and printed as one line on stderr with exit status 2; nothing
+is written on that path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> module; imported lazily so `insitu solve` does not pay for matplotlib or serial.
+COMMANDS: dict[str, str] = {
+    "solve": "insitu.cli.solve",
+    "network": "insitu.cli.network",
+    "train": "insitu.cli.train",
+}
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit status 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from insitu.network.schema import NetworkError
+    from insitu.physics.linear import MechanismError
+
+    return (UserError, NetworkError, MechanismError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="insitu",
+        description="Self-learning mechanical networks: emulate, train in situ, deploy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, modname in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except _user_errors() as exc:
+        print(f"insitu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"insitu {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""`insitu solve`: the equilibrium of a network under point loads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from insitu.network.schema import AXES, Network, load_network
+from insitu.physics.linear import Equilibrium, compatibility
+from insitu.physics.nonlinear import solve_nonlinear
+
+HELP = "print the equilibrium of a network under point loads (SI units)"
+
+
+def parse_load(text: str, dim: int = 2) -> tuple[int, list[float]]:
+    """'NODE:FX,FY' -> (node id, [fx, fy]) in newtons."""
+    from insitu.cli.main import UserError
+
+    node_s, sep, comps = text.partition(":")
+    parts = comps.split(",")
+    try:
+        node = int(node_s)
+        vec = [float(c) for c in parts]
+    except ValueError:
+        raise UserError(f"--load {text!r}: expected NODE:FX,FY with numbers, e.g. 11:0,-0.049")
+    if not sep or len(vec) != dim:
+        raise UserError(f"--load {text!r}: expected NODE:{','.join('F' + a for a in AXES[:dim])}")
+    return node, vec
+
+
+def load_vector(net: Network, loads: list[str], flag: str = "--load") -> np.ndarray:
+    from insitu.cli.main import UserError
+
+    f = np.zeros(net.n_nodes * net.dim)
+    for text in loads:
+        node, vec = parse_load(text, net.dim)
+        if node not in net.node_ids:
+            raise UserError(f"{flag} {text!r}: node {node} is not in {net.source}")
+        if node in net.fixed:
+            raise UserError(f"{flag} {text!r}: node {node} is fixed; a load there does nothing")
+        i = net.index(node)
+        f[i * net.dim : (i + 1) * net.dim] += vec
+    return f
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="network file (TOML)")
+    p.add_argument(
+        "--load", action="append", default=[], metavar="NODE:FX,FY", help="point load in N"
+    )
+    p.add_argument("--k", type=float, help="set every bond's stiffness to this value (N/m)")
+    p.add_argument("--nonlinear", action="store_true", help="geometrically nonlinear solve")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from insitu.cli.main import UserError
+
+    net = load_network(args.network)
+    f = load_vector(net, args.load)
+    k = net.k_init.copy()
+    if args.k is not None:
+        if not args.k > 0:
+            raise UserError(f"--k {args.k}: stiffness must be > 0 N/m")
+        k[:] = args.k
+    if args.nonlinear:
+        u = solve_nonlinear(net.positions, net.bonds, k, net.clamped_dofs(), f).u
+        from insitu.physics.nonlinear import tangent_stiffness
+
+        e = tangent_stiffness(net.positions, net.bonds, k, u)[2]
+    else:
+        eq = Equilibrium(
+            compatibility(net.positions, net.bonds), k, net.clamped_dofs(), net.node_ids, net.dim
+        )
+        u = eq.solve(f)
+        e = eq.elongation(u)
+    U = u.reshape(-1, net.dim)
+    ids = net.bond_ids()
+    if args.json:
+        out = {
+            "nodes": {str(nid): {"u": U[i].tolist()} for i, nid in enumerate(net.node_ids)},
+            "bonds": [
+                {"i": a, "j": b, "k": float(k[n]), "e": float(e[n])} for n, (a, b) in enumerate(ids)
+            ],
+        }
+        print(json.dumps(out))
+        return 0
+    print(
+        f"{net.name}: {net.n_nodes} nodes, {net.n_bonds} bonds, "
+        f"loads: {', '.join(args.load) or 'none'}"
+    )
+    print(f"{'node':>6} " + " ".join(f"{'u' + a + ' (mm)':>12}" for a in AXES[: net.dim]))
+    for i, nid in enumerate(net.node_ids):
+        tag = "  fixed" if nid in net.fixed else ""
+        print(f"{nid:>6} " + " ".join(f"{v * 1e3:12.6f}" for v in U[i]) + tag)
+    print(f"{'bond':>9} {'k (N/m)':>10} {'e (mm)':>12}")
+    for n, (a, b) in enumerate(ids):
+        print(f"{a:>4}-{b:<4} {k[n]:10.3f} {e[n] * 1e3:12.6f}")
+    return 0

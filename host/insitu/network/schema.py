@@ -1,0 +1,521 @@
+"""The network file: schema, loading and validation (the one owner; docs/network-format.md).
+
+A network file is TOML. Geometry is data: every network lives in a file under
+hardware/networks/, never as a literal in code. Loading returns an immutable ``Network`` whose
+arrays are what the physics core consumes; every error names the file, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+SCHEMA_VERSION = 1
+AXES = "xyz"
+CARRIES = ("force", "clamp", "displacement")
+BOARD_FAMILIES = ("pico", "pico2", "esp32", "emu")
+
+
+class NetworkError(ValueError):
+    """A network file is invalid. ``str()`` is one line naming file, field and reason."""
+
+    def __init__(self, source: str, where: str, reason: str) -> None:
+        self.source, self.where, self.reason = source, where, reason
+        super().__init__(f"{source}: {where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Port:
+    """One degree of freedom of one node, written ``NODE:AXIS`` (e.g. ``13:y``)."""
+
+    node: int
+    axis: int
+
+    def __str__(self) -> str:
+        return f"{self.node}:{AXES[self.axis]}"
+
+
+@dataclass(frozen=True)
+class IOSet:
+    """Input and output DOFs of one task family on this network."""
+
+    name: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+
+
+@dataclass(frozen=True)
+class Board:
+    """A node board: the bonds it owns and the actuators/sensors it carries."""
+
+    id: int
+    node: int
+    family: str
+    bonds: tuple[int, ...]  # indices into Network.bonds
+    carries: frozenset[str]
+    unique_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """A validated spring network. Node ids are the file's; arrays are indexed 0..N-1."""
+
+    name: str
+    source: str
+    text: str
+    dim: int
+    node_ids: tuple[int, ...]
+    positions: np.ndarray  # (N, dim) metres
+    fixed: tuple[int, ...]  # node ids clamped at zero displacement (supports)
+    bonds: np.ndarray  # (B, 2) node indices
+    k_init: np.ndarray  # (B,) N/m
+    k_min: np.ndarray
+    k_max: np.ndarray
+    boards: tuple[Board, ...]
+    io: Mapping[str, IOSet]
+    relaxation_time: float  # s, first-order settle time constant (emulator)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    @property
+    def n_bonds(self) -> int:
+        return int(self.bonds.shape[0])
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def index(self, node_id: int) -> int:
+        """Array index of a node id."""
+        return self._index[node_id]
+
+    def dof(self, port: Port) -> int:
+        """Global DOF number of a port (node index * dim + axis)."""
+        return self._index[port.node] * self.dim + port.axis
+
+    def bond_ids(self) -> list[tuple[int, int]]:
+        """Bonds as (node id, node id) pairs, in file order."""
+        ids = self.node_ids
+        return [(ids[a], ids[b]) for a, b in self.bonds]
+
+    def clamped_dofs(self) -> np.ndarray:
+        """Boolean mask of DOFs held at zero by the supports."""
+        mask = np.zeros(self.n_nodes * self.dim, dtype=bool)
+        for nid in self.fixed:
+            i = self._index[nid]
+            mask[i * self.dim : (i + 1) * self.dim] = True
+        return mask
+
+    def iodofs(self, io: str) -> tuple[np.ndarray, np.ndarray]:
+        """Input and output DOF numbers of an io set."""
+        s = self.io_set(io)
+        return (
+            np.array([self.dof(p) for p in s.inputs], dtype=int),
+            np.array([self.dof(p) for p in s.outputs], dtype=int),
+        )
+
+    def io_set(self, name: str) -> IOSet:
+        try:
+            return self.io[name]
+        except KeyError:
+            known = ", ".join(sorted(self.io)) or "none"
+            raise NetworkError(self.source, f"io.{name}", f"no such io set (file has: {known})")
+
+    def board_of_node(self, node_id: int) -> Board | None:
+        for b in self.boards:
+            if b.node == node_id:
+                return b
+        return None
+
+    @property
+    def _index(self) -> dict[int, int]:
+        # cached on first use; the dataclass is frozen so bypass __setattr__
+        idx = self.__dict__.get("_idx")
+        if idx is None:
+            idx = {nid: i for i, nid in enumerate(self.node_ids)}
+            object.__setattr__(self, "_idx", idx)
+        return idx
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, reason: str) -> NetworkError:
+        return NetworkError(self.source, where, reason)
+
+    def table(self, data: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict:
+        v = data.get(key)
+        if v is None:
+            if required:
+                raise self.fail(f"{where}{key}", "missing (required table)")
+            return {}
+        if not isinstance(v, dict):
+            raise self.fail(f"{where}{key}", f"must be a table, got {type(v).__name__}")
+        return v
+
+    def number(self, v: Any, where: str, positive: bool = False) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise self.fail(where, f"must be a finite number, got {v!r}")
+        if positive and v <= 0:
+            raise self.fail(where, f"must be > 0, got {v!r}")
+        return float(v)
+
+    def integer(self, v: Any, where: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(where, f"must be an integer, got {v!r}")
+        return v
+
+    def unknown_keys(self, d: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        extra = sorted(set(d) - allowed)
+        if extra:
+            raise self.fail(
+                f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+_BOND_MODEL_KEYS = {
+    "model",
+    "k",
+    "k_min",
+    "k_max",
+    "youngs_modulus",
+    "thickness",
+    "width",
+    "width_min",
+    "width_max",
+}
+
+
+def _bond_stiffness(ctx: _Ctx, model: Mapping[str, Any], length: float, where: str):
+    """(k_init, k_min, k_max) from a bond model: a bar (k = Y w t / L) or a plain spring."""
+    kind = model.get("model", "spring")
+    if kind == "bar":
+        Y = ctx.number(model.get("youngs_modulus"), f"{where}youngs_modulus", positive=True)
+        t = ctx.number(model.get("thickness"), f"{where}thickness", positive=True)
+        w = ctx.number(model.get("width"), f"{where}width", positive=True)
+        wmin = ctx.number(model.get("width_min", w), f"{where}width_min", positive=True)
+        wmax = ctx.number(model.get("width_max", w), f"{where}width_max", positive=True)
+        if wmin > wmax:
+            raise ctx.fail(f"{where}width_min", f"bounds inverted: {wmin} > width_max {wmax}")
+        if not wmin <= w <= wmax:
+            raise ctx.fail(
+                f"{where}width", f"{w} outside [width_min, width_max] = [{wmin}, {wmax}]"
+            )
+        scale = Y * t / length
+        return w * scale, wmin * scale, wmax * scale
+    if kind == "spring":
+        k = ctx.number(model.get("k"), f"{where}k", positive=True)
+        kmin = ctx.number(model.get("k_min", k), f"{where}k_min", positive=True)
+        kmax = ctx.number(model.get("k_max", k), f"{where}k_max", positive=True)
+        if kmin > kmax:
+            raise ctx.fail(f"{where}k_min", f"bounds inverted: {kmin} > k_max {kmax}")
+        if not kmin <= k <= kmax:
+            raise ctx.fail(f"{where}k", f"{k} outside [k_min, k_max] = [{kmin}, {kmax}]")
+        return k, kmin, kmax
+    raise ctx.fail(f"{where}model", f"unknown bond model {kind!r} (use 'bar' or 'spring')")
+
+
+def _parse_port(ctx: _Ctx, v: Any, where: str, dim: int) -> Port:
+    if not isinstance(v, str) or v.count(":") != 1:
+        raise ctx.fail(where, f"must be 'NODE:AXIS' like '13:y', got {v!r}")
+    node_s, axis_s = v.split(":")
+    try:
+        node = int(node_s)
+    except ValueError:
+        raise ctx.fail(where, f"node {node_s!r} is not an integer id")
+    if axis_s not in AXES[:dim]:
+        raise ctx.fail(where, f"axis {axis_s!r} is not one of {', '.join(AXES[:dim])}")
+    return Port(node, AXES.index(axis_s))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_network(path: str | Path) -> Network:
+    """Read and validate a network file; raises NetworkError naming file, field and reason."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise NetworkError(str(path), "file", "not found")
+    except OSError as exc:
+        raise NetworkError(str(path), "file", f"cannot read ({exc.strerror})")
+    return parse_network(text, str(path))
+
+
+def parse_network(text: str, source: str = "<network>") -> Network:
+    ctx = _Ctx(source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ctx.fail("toml", str(exc))
+    ctx.unknown_keys(data, {"network", "bond_model", "geometry", "hardware", "io"}, "")
+    geometry = ctx.table(data, "geometry", "")
+    ctx.unknown_keys(geometry, {"nodes", "bonds"}, "geometry.")
+    hardware = ctx.table(data, "hardware", "", required=False)
+    ctx.unknown_keys(hardware, {"boards"}, "hardware.")
+
+    head = ctx.table(data, "network", "")
+    ctx.unknown_keys(
+        head,
+        {"name", "schema", "dim", "description", "reference", "relaxation_time", "generator"},
+        "network.",
+    )
+    schema = head.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        raise ctx.fail(
+            "network.schema", f"version {schema!r} not supported (this is {SCHEMA_VERSION})"
+        )
+    name = head.get("name")
+    if not isinstance(name, str) or not name:
+        raise ctx.fail("network.name", "missing or not a string")
+    dim = ctx.integer(head.get("dim", 2), "network.dim")
+    if dim not in (2, 3):
+        raise ctx.fail("network.dim", f"must be 2 or 3, got {dim}")
+    tau = ctx.number(head.get("relaxation_time", 0.05), "network.relaxation_time")
+    if tau < 0:
+        raise ctx.fail("network.relaxation_time", f"must be >= 0 s, got {tau}")
+
+    # nodes
+    raw_nodes = geometry.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ctx.fail("geometry.nodes", "missing or empty (need an array of {id, x, fixed?})")
+    node_ids: list[int] = []
+    positions: list[list[float]] = []
+    fixed: list[int] = []
+    seen: dict[int, int] = {}
+    for n, nd in enumerate(raw_nodes):
+        w = f"geometry.nodes[{n}]"
+        if not isinstance(nd, dict):
+            raise ctx.fail(w, "must be a table {id, x, fixed?}")
+        ctx.unknown_keys(nd, {"id", "x", "fixed"}, w + ".")
+        nid = ctx.integer(nd.get("id"), f"{w}.id")
+        if nid in seen:
+            raise ctx.fail(f"{w}.id", f"duplicate node id {nid} (also geometry.nodes[{seen[nid]}])")
+        seen[nid] = n
+        x = nd.get("x")
+        if not isinstance(x, list) or len(x) != dim:
+            raise ctx.fail(f"{w}.x", f"must be a list of {dim} coordinates in metres, got {x!r}")
+        positions.append([ctx.number(c, f"{w}.x") for c in x])
+        fx = nd.get("fixed", False)
+        if not isinstance(fx, bool):
+            raise ctx.fail(f"{w}.fixed", f"must be true or false, got {fx!r}")
+        node_ids.append(nid)
+        if fx:
+            fixed.append(nid)
+    pos = np.array(positions, dtype=float)
+    index = {nid: i for i, nid in enumerate(node_ids)}
+
+    # bonds
+    model = ctx.table(data, "bond_model", "", required=False)
+    ctx.unknown_keys(model, _BOND_MODEL_KEYS, "bond_model.")
+    raw_bonds = geometry.get("bonds")
+    if not isinstance(raw_bonds, list) or not raw_bonds:
+        raise ctx.fail("geometry.bonds", "missing or empty (need an array of {nodes = [i, j]})")
+    pairs: list[tuple[int, int]] = []
+    kk: list[tuple[float, float, float]] = []
+    owners: list[int | None] = []
+    seen_pairs: dict[frozenset, int] = {}
+    for n, bd in enumerate(raw_bonds):
+        w = f"geometry.bonds[{n}]"
+        if not isinstance(bd, dict):
+            raise ctx.fail(w, "must be a table {nodes = [i, j], board?, ...}")
+        ctx.unknown_keys(bd, _BOND_MODEL_KEYS | {"nodes", "board"}, w + ".")
+        ends = bd.get("nodes")
+        if not isinstance(ends, list) or len(ends) != 2:
+            raise ctx.fail(f"{w}.nodes", f"must be [i, j], got {ends!r}")
+        i, j = (ctx.integer(e, f"{w}.nodes") for e in ends)
+        for e in (i, j):
+            if e not in index:
+                raise ctx.fail(f"{w}.nodes", f"unknown node {e}")
+        if i == j:
+            raise ctx.fail(f"{w}.nodes", f"bond joins node {i} to itself")
+        key = frozenset((i, j))
+        if key in seen_pairs:
+            raise ctx.fail(
+                f"{w}.nodes", f"duplicate bond {i}-{j} (also geometry.bonds[{seen_pairs[key]}])"
+            )
+        seen_pairs[key] = n
+        length = float(np.linalg.norm(pos[index[j]] - pos[index[i]]))
+        if length <= 1e-12:
+            raise ctx.fail(f"{w}.nodes", f"zero-length bond {i}-{j} (nodes coincide)")
+        merged = {**model, **{k: v for k, v in bd.items() if k in _BOND_MODEL_KEYS}}
+        if not merged:
+            raise ctx.fail(f"{w}", "no stiffness: give k (or a [bond_model] table)")
+        kk.append(
+            _bond_stiffness(
+                ctx, merged, length, f"{w}." if set(bd) & _BOND_MODEL_KEYS else "bond_model."
+            )
+        )
+        b = bd.get("board")
+        owners.append(None if b is None else ctx.integer(b, f"{w}.board"))
+        pairs.append((index[i], index[j]))
+    bonds = np.array(pairs, dtype=int)
+    k_arr = np.array(kk, dtype=float)
+
+    # io sets
+    io_raw = ctx.table(data, "io", "", required=False)
+    io: dict[str, IOSet] = {}
+    fixed_set = set(fixed)
+    for io_name, spec in io_raw.items():
+        w = f"io.{io_name}"
+        if not isinstance(spec, dict):
+            raise ctx.fail(w, "must be a table {inputs = [...], outputs = [...]}")
+        ctx.unknown_keys(spec, {"inputs", "outputs", "description"}, w + ".")
+        sides = []
+        for side in ("inputs", "outputs"):
+            lst = spec.get(side)
+            if not isinstance(lst, list) or not lst:
+                raise ctx.fail(f"{w}.{side}", "missing or empty list of 'NODE:AXIS'")
+            ports = []
+            for m, s in enumerate(lst):
+                pw = f"{w}.{side}[{m}]"
+                port = _parse_port(ctx, s, pw, dim)
+                if port.node not in index:
+                    raise ctx.fail(pw, f"unknown node {port.node}")
+                if port.node in fixed_set:
+                    raise ctx.fail(pw, f"{side[:-1]} on fixed node {port.node}")
+                if port in ports:
+                    raise ctx.fail(pw, f"duplicate {side[:-1]} {port}")
+                ports.append(port)
+            sides.append(tuple(ports))
+        io[io_name] = IOSet(io_name, sides[0], sides[1])
+
+    boards = _parse_boards(ctx, hardware.get("boards"), node_ids, owners, pairs, io)
+
+    net = Network(
+        name=name,
+        source=source,
+        text=text,
+        dim=dim,
+        node_ids=tuple(node_ids),
+        positions=pos,
+        fixed=tuple(fixed),
+        bonds=bonds,
+        k_init=k_arr[:, 0].copy(),
+        k_min=k_arr[:, 1].copy(),
+        k_max=k_arr[:, 2].copy(),
+        boards=boards,
+        io=io,
+        relaxation_time=tau,
+        meta={k: head[k] for k in ("description", "reference", "generator") if k in head},
+    )
+    check_rigid(net)
+    return net
+
+
+def _parse_boards(ctx, raw, node_ids, owners, pairs, io) -> tuple[Board, ...]:
+    """Boards carry hardware. Omitted entirely: one 'emu' board per node, owning its bonds."""
+    index = {nid: i for i, nid in enumerate(node_ids)}
+    if raw is None:
+        raw = [{"id": nid, "node": nid, "family": "emu"} for nid in node_ids]
+        implicit = True
+    else:
+        implicit = False
+        if not isinstance(raw, list):
+            raise ctx.fail("hardware.boards", "must be an array of {id, node, family, carries?}")
+    specs: dict[int, dict] = {}
+    board_at: dict[int, int] = {}
+    for n, bd in enumerate(raw):
+        w = f"hardware.boards[{n}]"
+        if not isinstance(bd, dict):
+            raise ctx.fail(w, "must be a table {id, node, family, carries?, unique_id?}")
+        ctx.unknown_keys(bd, {"id", "node", "family", "carries", "unique_id"}, w + ".")
+        bid = ctx.integer(bd.get("id"), f"{w}.id")
+        if bid in specs:
+            raise ctx.fail(f"{w}.id", f"duplicate board id {bid}")
+        node = ctx.integer(bd.get("node"), f"{w}.node")
+        if node not in index:
+            raise ctx.fail(f"{w}.node", f"unknown node {node}")
+        if node in board_at:
+            raise ctx.fail(f"{w}.node", f"node {node} already has board {board_at[node]}")
+        fam = bd.get("family", "emu")
+        if fam not in BOARD_FAMILIES:
+            raise ctx.fail(
+                f"{w}.family", f"unknown family {fam!r} (known: {', '.join(BOARD_FAMILIES)})"
+            )
+        carries = bd.get("carries", [])
+        if not isinstance(carries, list) or any(c not in CARRIES for c in carries):
+            raise ctx.fail(
+                f"{w}.carries", f"must be a list drawn from {', '.join(CARRIES)}, got {carries!r}"
+            )
+        uid = bd.get("unique_id")
+        if uid is not None and not isinstance(uid, str):
+            raise ctx.fail(f"{w}.unique_id", "must be a hex string")
+        specs[bid] = {"node": node, "family": fam, "carries": set(carries), "uid": uid}
+        board_at[node] = bid
+
+    # bond ownership: explicit, or (implicit boards) the endpoint with fewer bonds so far
+    owned: dict[int, list[int]] = {bid: [] for bid in specs}
+    for b, (owner, (a, c)) in enumerate(zip(owners, pairs, strict=False)):
+        if owner is None:
+            cands = [board_at.get(node_ids[a]), board_at.get(node_ids[c])]
+            cands = [x for x in cands if x is not None]
+            if not cands:
+                raise ctx.fail(
+                    f"geometry.bonds[{b}].board", "missing, and neither end node has a board"
+                )
+            owner = min(cands, key=lambda x: (len(owned[x]), x))
+        elif owner not in specs:
+            raise ctx.fail(f"geometry.bonds[{b}].board", f"unknown board {owner}")
+        owned[owner].append(b)
+
+    # io needs hardware: inputs a force actuator; outputs force (adjoint) and displacement
+    for name, s in io.items():
+        for side, ports, need in (
+            ("inputs", s.inputs, {"force"}),
+            ("outputs", s.outputs, {"force", "displacement"}),
+        ):
+            for m, port in enumerate(ports):
+                bid = board_at.get(port.node)
+                if bid is None:
+                    raise ctx.fail(f"io.{name}.{side}[{m}]", f"node {port.node} has no board")
+                if implicit:
+                    specs[bid]["carries"] |= need
+                    continue
+                missing = need - specs[bid]["carries"]
+                if missing:
+                    raise ctx.fail(
+                        f"io.{name}.{side}[{m}]",
+                        f"board {bid} at node {port.node} does not carry "
+                        + ", ".join(sorted(missing)),
+                    )
+    return tuple(
+        Board(bid, sp["node"], sp["family"], tuple(owned[bid]), frozenset(sp["carries"]), sp["uid"])
+        for bid, sp in specs.items()
+    )
+
+
+def check_rigid(net: Network) -> None:
+    """Refuse a network with zero-energy modes under its supports (a mechanism).
+
+    Uses the initial stiffnesses; zero-energy modes do not depend on k > 0, so this holds for
+    every stiffness within bounds. Small networks get an exact eigen check that names the
+    nodes that move freely; large ones a sparse factorisation with a pivot test.
+    """
+    from insitu.physics.linear import Equilibrium, MechanismError, compatibility
+
+    C = compatibility(net.positions, net.bonds)
+    try:
+        Equilibrium(C, net.k_init, net.clamped_dofs(), node_ids=net.node_ids, dim=net.dim)
+    except MechanismError as exc:
+        raise NetworkError(net.source, "nodes/bonds", str(exc)) from None
