@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import numpy as np
 
@@ -25,6 +26,8 @@ def parse_load(text: str, dim: int = 2) -> tuple[int, list[float]]:
         vec = [float(c) for c in parts]
     except ValueError:
         raise UserError(f"--load {text!r}: expected NODE:FX,FY with numbers, e.g. 11:0,-0.049")
+    if not all(math.isfinite(v) for v in vec):
+        raise UserError(f"--load {text!r}: forces must be finite numbers (N)")
     if not sep or len(vec) != dim:
         raise UserError(f"--load {text!r}: expected NODE:{','.join('F' + a for a in AXES[:dim])}")
     return node, vec
@@ -62,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     f = load_vector(net, args.load)
     k = net.k_init.copy()
     if args.k is not None:
-        if not args.k > 0:
-            raise UserError(f"--k {args.k}: stiffness must be > 0 N/m")
+        if not (math.isfinite(args.k) and args.k > 0):
+            raise UserError(f"--k {args.k}: stiffness must be finite and > 0 N/m")
         k[:] = args.k
     if args.nonlinear:
         u = solve_nonlinear(net.positions, net.bonds, k, net.clamped_dofs(), f).u

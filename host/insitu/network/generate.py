@@ -219,7 +219,9 @@ def random_network(
     top = np.argsort(P[:, 1])[::-1][: max(2, side // 2)]
     fixed = {int(i) + 1 for i in top}
     bottom = [int(i) + 1 for i in np.argsort(P[:, 1])[:2] if int(i) + 1 not in fixed]
-    mid = int(np.argsort(np.abs(P[:, 1] - P[:, 1].mean()))[0]) + 1
+    # the input goes on the free node nearest the middle height (never on a support)
+    by_height = np.argsort(np.abs(P[:, 1] - P[:, 1].mean()))
+    mid = next(int(i) + 1 for i in by_height if int(i) + 1 not in fixed)
     io = {"default": {"inputs": [f"{mid}:y"], "outputs": [f"{n}:y" for n in bottom]}}
     keep = np.ones(len(pairs), dtype=bool)
     clamped = np.zeros(P.size, dtype=bool)

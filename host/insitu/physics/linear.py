@@ -123,13 +123,16 @@ class Equilibrium:
         """Full displacement u (all DOFs) for loads f; columns of a 2-D f are load cases."""
         f = np.asarray(f, dtype=float)
         rhs = f[self.free]
+        uc = None
         if u_clamped is not None and self.fixed.size:
             uc = np.asarray(u_clamped, dtype=float)[self.fixed]
+            if uc.ndim < f.ndim:  # one clamp state shared by every load case
+                uc = np.broadcast_to(uc[:, None], (uc.size, f.shape[1]))
             rhs = rhs - self._K_fc @ uc
         u = np.zeros(f.shape)
         u[self.free] = self._solve(rhs)
-        if u_clamped is not None and self.fixed.size:
-            u[self.fixed] = np.asarray(u_clamped, dtype=float)[self.fixed]
+        if uc is not None:
+            u[self.fixed] = uc
         return u
 
     def elongation(self, u: np.ndarray) -> np.ndarray:
