@@ -124,11 +124,14 @@ def solve_nonlinear(
             raise ConvergenceError(f"no descent direction after {it} Newton steps")
         t = 1.0
         slope = float(step @ r)
+        # near equilibrium the energy decrease of a Newton step falls below the rounding of E;
+        # accept steps within that floor, or the search stalls short of the residual tolerance
+        floor = 64 * np.finfo(float).eps * (0.5 * float(np.sum(k * s * s)) + abs(float(f @ u)))
         while True:
             trial = u.copy()
             trial[free] += t * step
             Et = energy(positions, bonds, k, trial, f)
-            if Et <= E + 1e-4 * t * slope or t < 1e-10:
+            if Et <= E + 1e-4 * t * slope + floor or t < 1e-10:
                 break
             t *= 0.5
         u, E = trial, Et
