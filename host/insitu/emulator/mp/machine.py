@@ -1,0 +1,209 @@
+# Emulated `machine` module of an insitu MicroPython-process board (shadows the unix port's
+# built-in machine, which lacks Pin/ADC/PWM/WDT). Board state that a real MCU keeps in hardware
+# (unique id, reset cause, watchdog) comes from / goes to the supervisor; see emubus.py.
+import binascii
+import os
+import time
+
+import emubus
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+_freq = [int(os.getenv("INSITU_FREQ") or 125000000)]
+
+
+def unique_id():
+    return binascii.unhexlify(os.getenv("INSITU_UNIQUE_ID") or "00")
+
+
+def reset():
+    # hard reset: the supervisor kills this interpreter and boots a new one (boot.py, main.py)
+    emubus.notify("R")
+    while True:
+        time.sleep_ms(10)
+
+
+def soft_reset():
+    raise SystemExit
+
+
+def reset_cause():
+    return int(os.getenv("INSITU_RESET_CAUSE") or PWRON_RESET)
+
+
+def freq(hz=None):
+    if hz is None:
+        return _freq[0]
+    _freq[0] = int(hz)
+
+
+def idle():
+    time.sleep_ms(1)
+
+
+def lightsleep(ms=None):
+    time.sleep_ms(ms if ms is not None else 1000)
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
+
+
+def bootloader():
+    reset()
+
+
+class Pin:
+    # A GPIO with a local latch only: inputs read the latch (or their pull level).
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    ALT = 3
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_FALLING = 4
+    IRQ_RISING = 8
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, **kw):
+        self.id = id
+        self._mode = Pin.IN
+        self._pull = None
+        self._v = 0
+        self._handler = None
+        self.init(mode, pull, value=value)
+
+    def init(self, mode=-1, pull=-1, *, value=None, **kw):
+        if mode != -1:
+            self._mode = mode
+        if pull != -1:
+            self._pull = pull
+            if self._mode == Pin.IN:
+                self._v = 1 if pull == Pin.PULL_UP else 0
+        if value is not None:
+            self._v = 1 if value else 0
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = 1 if v else 0
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def on(self):
+        self._v = 1
+
+    def off(self):
+        self._v = 0
+
+    def high(self):
+        self._v = 1
+
+    def low(self):
+        self._v = 0
+
+    def toggle(self):
+        self._v ^= 1
+
+    def mode(self, m=None):
+        if m is None:
+            return self._mode
+        self._mode = m
+
+    def pull(self, p=None):
+        if p is None:
+            return self._pull
+        self._pull = p
+
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, **kw):
+        self._handler = handler
+
+    def __repr__(self):
+        return f"Pin({self.id!r}, mode={self._mode})"
+
+
+class Signal:
+    def __init__(self, pin, invert=False):
+        self._pin = pin
+        self._inv = invert
+
+    def value(self, v=None):
+        if v is None:
+            return self._pin.value() ^ self._inv
+        self._pin.value((1 if v else 0) ^ self._inv)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class ADC:
+    # read_u16() asks the emulated world: emubus.read("adc", channel)
+    def __init__(self, pin, **kw):
+        self._ch = pin if isinstance(pin, int) else pin.id
+
+    def read_u16(self):
+        v = emubus.read("adc", self._ch)
+        return max(0, min(65535, int(v)))
+
+    def read_uv(self):
+        return self.read_u16() * 3300000 // 65535
+
+
+class PWM:
+    # PWM output with local state only (the emulated HAL talks to actuators through emubus)
+    def __init__(self, pin, *, freq=None, duty_u16=None, duty_ns=None, invert=False):
+        self._pin = pin
+        self._freq = 1000
+        self._duty = 0
+        self.init(freq=freq, duty_u16=duty_u16, duty_ns=duty_ns)
+
+    def init(self, *, freq=None, duty_u16=None, duty_ns=None, **kw):
+        if freq is not None:
+            self._freq = int(freq)
+        if duty_u16 is not None:
+            self._duty = int(duty_u16)
+        if duty_ns is not None:
+            self.duty_ns(duty_ns)
+
+    def freq(self, f=None):
+        if f is None:
+            return self._freq
+        self._freq = int(f)
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        self._duty = max(0, min(65535, int(d)))
+
+    def duty_ns(self, ns=None):
+        period = 1000000000 // self._freq
+        if ns is None:
+            return self._duty * period // 65535
+        self._duty = max(0, min(65535, int(ns) * 65535 // period))
+
+    def deinit(self):
+        self._duty = 0
+
+
+class WDT:
+    # A watchdog kept by the supervisor: it hard-resets the board (reset_cause() == WDT_RESET)
+    # unless fed within `timeout` ms. It cannot be stopped; a soft reset does not stop it either.
+    def __init__(self, id=0, timeout=5000):
+        limit = int(os.getenv("INSITU_WDT_MAX_MS") or 8388)
+        if not 1 <= timeout <= limit:
+            raise ValueError(f"timeout must be 1..{limit} ms")
+        emubus.request(f"W {int(timeout)}")
+
+    def feed(self):
+        emubus.notify("F")
