@@ -1,0 +1,1 @@
+"""The asyncio application around the node core: control task, command task, supervisor."""

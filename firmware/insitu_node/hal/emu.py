@@ -1,0 +1,62 @@
+"""Emulated HAL: the same drivers' conversions, but every device reads and writes through a
+`bus` with two methods, read(device, channel) and write(device, channel, value), in the raw
+units a real board's drivers would see (device table in docs/firmware.md).
+
+In-process the bus is a Python object bound to the simulated world; in a MicroPython process
+the module `emubus` on MICROPYPATH provides the same two functions.
+"""
+
+from .actuators import Clamp, Force
+from .coil import VirtualSpring
+from .interfaces import Hal
+from .servo import Servo
+from .storage import MemStorage
+
+
+class EmuSensor:
+    """Raw-count sensor on the bus; honours an optional "ready" device (HX711 DOUT)."""
+
+    def __init__(self, bus, device, channel):
+        self._bus = bus
+        self._dev = device
+        self._ch = channel
+        self._gated = False
+        try:
+            self._gated = bus.read("ready", channel) is not None
+        except Exception:  # a bus without a "ready" device: a fresh sample every tick
+            self._gated = False
+
+    def poll(self):
+        bus = self._bus
+        if self._gated and not bus.read("ready", self._ch):
+            return None
+        return bus.read(self._dev, self._ch)
+
+
+def _sink(bus, device, channel):
+    def sink(v):
+        bus.write(device, channel, v)
+
+    return sink
+
+
+def build(cfg, bus=None, storage=None, uid=None):
+    if bus is None:
+        import emubus as bus  # provided on MICROPYPATH by the process emulator
+    hal = Hal("emu", uid or ("emu-" + cfg["node"]), storage or MemStorage())
+    for b in cfg["bonds"]:
+        s = b["slot"]
+        hal.strain.append(EmuSensor(bus, "strain", s))
+        el = b["element"]
+        if el["type"] == "servo":
+            hal.element.append(Servo(el["table"], _sink(bus, "stiffness", s)))
+        else:
+            hal.element.append(VirtualSpring(el["cmd_per_n"], el["max_cmd"], _sink(bus, "coil", s)))
+    for a in cfg["force"]:
+        hal.force.append(Force(a["cmd_per_n"], a["max_n"], _sink(bus, "force", a["axis"])))
+    for a in cfg["clamp"]:
+        x = a["axis"]
+        hal.clamp.append(Clamp(_sink(bus, "clamp", x), _sink(bus, "release", x)))
+    for a in cfg["disp"]:
+        hal.disp.append(EmuSensor(bus, "disp", a["axis"]))
+    return hal

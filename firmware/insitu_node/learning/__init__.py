@@ -1,0 +1,1 @@
+"""Local learning: sign convention, per-bond accumulation rules, optimisers, bounds, SPSA."""

@@ -1,0 +1,524 @@
+"""The node core: synchronous and I/O-free. The asyncio app (app/) and the emulator both drive it.
+
+    node = Node(cfg, hal, cfg_hash, boots)
+    replies = node.handle_line(line)   # immediate reply lines (possibly none)
+    if node.tick(now_ms):              # one control step; never allocates
+        replies += node.service()      # deferred replies (finished measurements)
+
+`now_ms` is a ticks value (time.ticks_ms() on a board, a virtual clock in the emulator);
+only ticks_diff/ticks_add are applied to it.
+"""
+
+from array import array
+
+from . import VERSION, persist
+from .compat import const, ticks_add, ticks_diff
+from .learning import spsa
+from .learning.bounds import clip
+from .learning.optim import Optimiser
+from .learning.rules import KIND_NAMES, PHASE_KIND, RULE_KIND, Accumulator
+from .protocol import codec
+from .protocol.validate import ArgError, validate
+from .sampling import Channels
+
+IDLE = const(0)
+SETTLE = const(1)
+SAMPLING = const(2)
+DONE = const(3)
+CACHE = const(4)  # replies kept for retried sequence numbers
+STALE_MS = const(1000)  # a sensor silent this long is reported stale
+
+_STORE_PHASES = ("forward", "free")
+
+
+def _zeros(n):
+    return array("d", bytes(8 * n))
+
+
+class Node:
+    def __init__(self, cfg, hal, cfg_hash="00000000", boots=0, cfg_error=None):
+        self.cfg = cfg
+        self.hal = hal
+        self.id = cfg["node"]
+        self.cfg_hash = cfg_hash
+        self.cfg_error = cfg_error
+        self.boots = boots
+        self.period_ms = cfg["period_ms"]
+        self.timeout_ms = cfg["timeout_ms"]
+        bonds = cfg["bonds"]
+        n = self.n = len(bonds)
+        nd = self.nd = len(cfg["disp"])
+        self.bond_ids = [b["bond"] for b in bonds]
+        self.k = _zeros(n)  # stiffness currently commanded
+        self.kb = _zeros(n)  # base stiffness (differs from k only while SPSA-perturbed)
+        self.k_min = _zeros(n)
+        self.k_max = _zeros(n)
+        self.k_init = _zeros(n)
+        self.gain = _zeros(n + nd)  # metres per count: strain slots, then displacement axes
+        self.off = array("i", bytes(4 * (n + nd)))
+        for b in range(n):
+            bd = bonds[b]
+            self.k_min[b], self.k_max[b], self.k_init[b] = bd["k_min"], bd["k_max"], bd["k_init"]
+            self.gain[b], self.off[b] = bd["cal"]["gain"], bd["cal"]["offset"]
+        for a in range(nd):
+            c = cfg["disp"][a]["cal"]
+            self.gain[n + a], self.off[n + a] = c["gain"], c["offset"]
+        self.e = _zeros(n)  # last measured elongations (m)
+        self.u = _zeros(nd)  # last measured displacements (m)
+        self._g = _zeros(n)  # scratch: batch-mean gradient
+        self.acc = Accumulator(n, cfg["tags"])
+        self.opt = Optimiser(n)
+        self.ch = Channels(n + nd)
+        self._sensors = hal.strain + hal.disp
+        self._elem = hal.element
+        self.now = 0
+        self._last_host = 0
+        self.safe = False
+        self._mstate = IDLE
+        self._mn = 0
+        self._mt0 = 0
+        self._mdead = 0
+        self._mreq = None  # (seq, crc, validated args) of the pending measurement
+        self._timed_out = False
+        self.pending = False
+        self._out = []
+        self._cache = []  # [seq, crc, reply line or None while deferred]
+        self._spsa = None  # (seed, c) of the active perturbation
+        self.persist_status = "new"
+        self._restore()
+        self._apply_k()
+
+    # ---- persistence -------------------------------------------------------------------
+    def _record(self):
+        n, nd = self.n, self.nd
+        return {
+            "v": 1,
+            "bonds": [list(b) for b in self.bond_ids],
+            "k": list(self.kb),
+            "gain": list(self.gain),
+            "off": list(self.off),
+            "opt": {"name": self.opt.name, "t": self.opt.t, "m": list(self.opt.m),
+                    "v": list(self.opt.v)},
+            "n": [n, nd],
+        }
+
+    def _restore(self):
+        for b in range(self.n):
+            self.kb[b] = self.k_init[b]
+        try:
+            rec, status = persist.load(self.hal.storage)
+        except Exception:
+            rec, status = None, "defaults"
+        if rec is not None and not self._load_record(rec):
+            status = "mismatch"  # saved for another bond set: defaults from config
+        self.persist_status = status
+
+    def _load_record(self, rec):
+        n, nd = self.n, self.nd
+        try:
+            if rec["n"] != [n, nd] or rec["bonds"] != [list(b) for b in self.bond_ids]:
+                return False
+            k, gain, off, o = rec["k"], rec["gain"], rec["off"], rec["opt"]
+            if len(k) != n or len(gain) != n + nd or len(off) != n + nd:
+                return False
+            if len(o["m"]) != n or len(o["v"]) != n or o["name"] not in ("sgd", "momentum", "adam"):
+                return False
+            for b in range(n):  # check everything before changing anything
+                if not self.k_min[b] <= k[b] <= self.k_max[b]:
+                    return False
+            for i in range(n + nd):
+                if not gain[i] or type(off[i]) is not int:
+                    return False
+        except (KeyError, TypeError, ValueError):
+            return False
+        for b in range(n):
+            self.kb[b] = k[b]
+            self.opt.m[b] = o["m"][b]
+            self.opt.v[b] = o["v"][b]
+        for i in range(n + nd):
+            self.gain[i] = gain[i]
+            self.off[i] = off[i]
+        self.opt.name = o["name"]
+        self.opt.t = int(o["t"])
+        return True
+
+    # ---- actuation ---------------------------------------------------------------------
+    def _apply_k(self):
+        for b in range(self.n):
+            self.k[b] = self.kb[b]
+            self._set_element(b)
+
+    def _set_element(self, b):
+        self._elem[b].set_k(self.k[b], self.gain[b], self.off[b])
+
+    def enter_safe(self):
+        """Host silent: forces off, clamps released (if configured), stiffness held."""
+        for f in self.hal.force:
+            f.off()
+        if self.cfg["safe_release"]:
+            for c in self.hal.clamp:
+                c.release()
+        self.safe = True
+
+    # ---- control step (hot path: no allocation) -------------------------------------------
+    def tick(self, now):
+        self.now = now
+        st = self._mstate
+        done = self.ch.poll(self._sensors, self._mn if st == SAMPLING else 0)
+        last = self.ch.last
+        elem = self._elem
+        for b in range(self.n):
+            elem[b].control(last[b])
+        if st == SETTLE:
+            if ticks_diff(now, self._mt0) >= 0:
+                self.ch.start()
+                self._mstate = SAMPLING
+        elif st == SAMPLING:
+            if done:
+                self._mstate = DONE
+                self.pending = True
+            elif ticks_diff(now, self._mdead) >= 0:
+                self._timed_out = True
+                self._mstate = DONE
+                self.pending = True
+        if self.timeout_ms and not self.safe:
+            if ticks_diff(now, self._last_host) > self.timeout_ms:
+                self.enter_safe()
+        return self.pending
+
+    def service(self):
+        """Deferred work after tick() returned True; returns reply lines."""
+        if self._mstate == DONE:
+            self._finish_measure()
+        self.pending = False
+        out = self._out
+        self._out = []
+        return out
+
+    def step(self, now):
+        """tick + service: what an emulator calls per virtual control period."""
+        if self.tick(now):
+            return self.service()
+        return []
+
+    # ---- command handling ---------------------------------------------------------------
+    def handle_line(self, line):
+        """Reply lines for one received line. Never raises; non-frames are ignored."""
+        try:
+            f = codec.decode(line)
+        except Exception:  # FrameError, and anything odd in a hostile line
+            return []
+        if f.op in codec.REPLY_OPS or (f.addr != codec.BROADCAST and f.addr != self.id):
+            return []
+        self._last_host = self.now
+        self.safe = False
+        for c in self._cache:
+            if c[0] == f.seq and c[1] == f.crc:
+                return [c[2]] if c[2] is not None else []  # retry: same reply, not re-applied
+        try:
+            args = validate(f.op, f.args)
+            payload = getattr(self, "_op_" + f.op)(f, args)
+            if payload is None:  # deferred: reply when the measurement completes
+                self._remember(f.seq, f.crc, None)
+                return []
+            line = codec.reply_ok(f.seq, self.id, payload)
+        except ArgError as e:
+            line = codec.reply_err(f.seq, self.id, e.args[0], e.args[1])
+        except Exception as e:  # a bug must not take the node down; report it
+            line = codec.reply_err(f.seq, self.id, "node", f"internal: {type(e).__name__}")
+        self._remember(f.seq, f.crc, line)
+        return [line]
+
+    def _remember(self, seq, crc, line):
+        for c in self._cache:
+            if c[0] == seq and c[1] == crc:
+                c[2] = line
+                return
+        self._cache.append([seq, crc, line])
+        if len(self._cache) > CACHE:
+            self._cache.pop(0)
+
+    # ---- ops (each validates everything before changing anything) -------------------------
+    def _op_ping(self, f, a):
+        return {"t": self.now, "busy": self._mstate != IDLE, "safe": self.safe}
+
+    def _op_identify(self, f, a):
+        p = {
+            "id": self.id,
+            "uid": self.hal.uid,
+            "fw": VERSION,
+            "proto": codec.VERSION,
+            "family": self.hal.family,
+            "cfg": self.cfg_hash,
+            "boots": self.boots,
+            "persist": self.persist_status,
+            "bonds": [list(b) for b in self.bond_ids],
+            "force": len(self.hal.force),
+            "clamp": len(self.hal.clamp),
+            "disp": self.nd,
+        }
+        if self.cfg_error:
+            p["cfg_err"] = self.cfg_error
+        return p
+
+    def _op_configure(self, f, a):
+        slot = a["slot"]
+        if (a["gain"] is not None or a["offset"] is not None) and slot is None:
+            raise ArgError("slot", "required with gain/offset")
+        if slot is not None and slot >= self.n + self.nd:
+            raise ArgError("slot", "no such channel")
+        if a["gain"] == 0.0:
+            raise ArgError("gain", "zero")
+        if a["tare"]:
+            for b in range(self.n):
+                if not self.ch.seen[b]:
+                    raise ArgError("tare", f"no sample yet on slot {b}")
+        if a["timeout_ms"] is not None:
+            self.timeout_ms = a["timeout_ms"]
+        if a["period_ms"] is not None:
+            self.period_ms = a["period_ms"]
+        if a["gain"] is not None:
+            self.gain[slot] = a["gain"]
+        if a["offset"] is not None:
+            self.off[slot] = a["offset"]
+        if a["tare"]:
+            for b in range(self.n):
+                self.off[b] = self.ch.last[b]
+        if slot is not None and slot < self.n or a["tare"]:
+            for b in range(self.n):  # a virtual spring's loop uses the calibration
+                self._set_element(b)
+        return {"timeout_ms": self.timeout_ms, "period_ms": self.period_ms}
+
+    def _op_measure(self, f, a):
+        if self._mstate != IDLE:
+            raise ArgError("phase", "busy: measurement pending")
+        ph = a["phase"]
+        kind = PHASE_KIND.get(ph, 0)
+        if kind:
+            if self.acc.find(a["tag"]) < 0:
+                raise ArgError("tag", "no forward measurement with this tag")
+            if not self.acc.compatible(kind):
+                raise ArgError("phase", f"accumulator holds {KIND_NAMES[self.acc.kind]} samples")
+        if ph == "nudged" and a["eps"] is None:
+            raise ArgError("eps", "required for nudged")
+        if ph == "clamped" and a["eta"] is None:
+            raise ArgError("eta", "required for clamped")
+        timeout = a["timeout_ms"]
+        if timeout is None:
+            timeout = 1000 + 250 * a["n"]  # an HX711 at 10 SPS needs 100 ms a sample
+        self._mreq = (f.seq, f.crc, a)
+        self._mn = a["n"]
+        self._mt0 = ticks_add(self.now, a["settle_ms"])
+        self._mdead = ticks_add(self._mt0, timeout)
+        self._timed_out = False
+        self._mstate = SETTLE
+        return None
+
+    def _finish_measure(self):
+        seq, crc, a = self._mreq
+        self._mstate = IDLE
+        self._mreq = None
+        if self._timed_out:
+            miss = self.ch.missing(self._mn)
+            line = codec.reply_err(seq, self.id, "sensor", f"timeout: channels {miss}")
+        else:
+            line = self._measured(seq, a)
+        self._remember(seq, crc, line)
+        self._out.append(line)
+
+    def _measured(self, seq, a):
+        n = self.n
+        for i in range(n + self.nd):
+            v = (self.ch.mean(i) - self.off[i]) * self.gain[i]
+            if i < n:
+                self.e[i] = v
+            else:
+                self.u[i - n] = v
+        ph = a["phase"]
+        p = {"phase": ph, "tag": a["tag"]}
+        if ph in _STORE_PHASES:
+            self.acc.store(a["tag"], self.e)
+        else:
+            slot = self.acc.find(a["tag"])
+            kind = PHASE_KIND[ph]
+            if slot < 0 or not self.acc.compatible(kind):  # reset while measuring
+                return codec.reply_err(seq, self.id, "tag", "forward measurement gone")
+            param = a["eps"] if ph == "nudged" else a["eta"]
+            self.acc.add(kind, slot, self.e, a["scale"], param)
+            p["count"] = self.acc.count
+        if self.nd:
+            p["u"] = list(self.u)
+        if a["v"]:
+            p["e"] = list(self.e)
+        return codec.reply_ok(seq, self.id, p)
+
+    def _axis(self, devs, axis, what):
+        if axis is None:
+            raise ArgError("axis", "required")
+        if axis >= len(devs):
+            raise ArgError("axis", f"no {what} on axis {axis}")
+        return devs[axis]
+
+    def _op_force(self, f, a):
+        if a["off"]:
+            for d in self.hal.force:
+                d.off()
+            return {"off": True}
+        dev = self._axis(self.hal.force, a["axis"], "force actuator")
+        if a["f"] is None:
+            raise ArgError("f", "required")
+        if abs(a["f"]) > dev.max_n:
+            raise ArgError("f", f"beyond actuator range {dev.max_n:g} N")
+        return {"cmd": dev.set(a["f"])}
+
+    def _op_clamp(self, f, a):
+        axis = a["axis"]
+        dev = self._axis(self.hal.clamp, axis, "clamp")
+        if a["u"] is None:
+            if axis >= self.nd or not self.ch.seen[self.n + axis]:
+                raise ArgError("u", "required (no displacement reading on this axis)")
+            target = self.ch.last[self.n + axis]
+        else:
+            cal = self.cfg["clamp"][axis]["cal"]
+            target = int(round(a["u"] / cal["gain"])) + cal["offset"]
+        dev.hold(target)
+        return {"target": target}
+
+    def _op_release(self, f, a):
+        if a["axis"] is None:
+            for d in self.hal.clamp:
+                d.release()
+        else:
+            self._axis(self.hal.clamp, a["axis"], "clamp").release()
+        return {}
+
+    def _op_update(self, f, a):
+        rule = a["rule"]
+        n = self.n
+        if rule == "spsa":
+            if self._spsa is None:
+                raise ArgError("rule", "spsa needs a perturb first")
+            if a["lp"] is None or a["lm"] is None:
+                raise ArgError("lp" if a["lp"] is None else "lm", "required for spsa")
+            seed, c = self._spsa
+            for b in range(n):
+                i, j = self.bond_ids[b]
+                self._g[b] = spsa.gradient(a["lp"], a["lm"], c, spsa.sign(seed, i, j))
+            count = 1
+        else:
+            kind = RULE_KIND[rule]
+            count = self.acc.count
+            if self._spsa is not None:
+                raise ArgError("rule", "SPSA perturbation active (perturb sign 0 first)")
+            if count == 0:
+                raise ArgError("rule", "no samples accumulated")
+            if self.acc.kind != kind:
+                raise ArgError("rule", f"accumulator holds {KIND_NAMES[self.acc.kind]} samples")
+            if a["batch"] is not None and a["batch"] != count:
+                raise ArgError("batch", f"accumulated {count} samples")
+            self.acc.mean(self._g)
+        dk, frozen = self.opt.step(self.kb, self._g, self.k_min, self.k_max, a)
+        self._spsa = None
+        self.acc.reset()
+        self.acc.forget_tags()  # forward states belong to the old stiffness
+        self._apply_k()
+        return {"max_dk": dk, "frozen": frozen, "count": count}
+
+    def _op_set(self, f, a):
+        ks = a["k"]
+        slot = a["slot"]
+        if slot is not None:
+            if slot >= self.n:
+                raise ArgError("slot", "no such bond slot")
+            if len(ks) != 1:
+                raise ArgError("k", "one value with slot")
+            slots = [slot]
+        else:
+            if len(ks) != self.n:
+                raise ArgError("k", f"need {self.n} values")
+            slots = list(range(self.n))
+        for i in range(len(slots)):
+            b = slots[i]
+            if not self.k_min[b] <= ks[i] <= self.k_max[b]:
+                raise ArgError(f"k[{i}]", f"outside [{self.k_min[b]:g}, {self.k_max[b]:g}]")
+        if self._spsa is not None:
+            self._spsa = None
+            self._apply_k()
+        for i in range(len(slots)):
+            self.kb[slots[i]] = ks[i]
+            self.k[slots[i]] = ks[i]
+            self._set_element(slots[i])
+        self.acc.forget_tags()
+        return {"k": list(self.k)}
+
+    def _op_perturb(self, f, a):
+        s, c, seed = a["sign"], a["c"], a["seed"]
+        clipped = 0
+        for b in range(self.n):
+            if s == 0:
+                k = self.kb[b]
+            else:
+                i, j = self.bond_ids[b]
+                want = self.kb[b] + s * c * spsa.sign(seed, i, j)
+                k = clip(want, self.k_min[b], self.k_max[b])
+                clipped += k != want
+            self.k[b] = k
+            self._set_element(b)
+        self._spsa = None if s == 0 else (seed, c)
+        return {"clipped": clipped}
+
+    def _health(self, s):
+        ch = self.ch
+        if not ch.seen[s]:
+            return "none"
+        if ch.stale[s] * self.period_ms > STALE_MS:
+            return "stale"
+        if ch.sat[s]:
+            return "sat"
+        return "ok"
+
+    def _op_state(self, f, a):
+        o = self.opt
+        return {
+            "k": list(self.k),
+            "kb": list(self.kb),
+            "e": list(self.e),
+            "u": list(self.u),
+            "g": list(self.acc.g),
+            "count": self.acc.count,
+            "kind": KIND_NAMES[self.acc.kind],
+            "opt": {"name": o.name, "t": o.t, "m": list(o.m), "v": list(o.v)},
+            "raw": list(self.ch.last),
+            "health": [self._health(s) for s in range(self.n + self.nd)],
+            "busy": self._mstate != IDLE,
+            "safe": self.safe,
+        }
+
+    def _op_save(self, f, a):
+        try:
+            nbytes = persist.save(self.hal.storage, self._record())
+        except OSError as e:
+            raise ArgError("storage", f"write failed: {e}") from None
+        self.persist_status = "ok"
+        return {"bytes": nbytes}
+
+    def _op_reset(self, f, a):
+        self.acc.reset()
+        self.acc.forget_tags()
+        if a["opt"]:
+            self.opt.reset()
+        if a["k"]:
+            self._spsa = None
+            for b in range(self.n):
+                self.kb[b] = self.k_init[b]
+            self._apply_k()
+        return {"count": 0}
+
+
+def emulated(raw_cfg, bus, storage=None, boots=0, uid=None):
+    """A Node on the emulated HAL from a config dict (what the in-process emulator uses)."""
+    from .config import from_dict
+    from .hal import emu
+
+    cfg, h = from_dict(raw_cfg)
+    return Node(cfg, emu.build(cfg, bus, storage, uid), h, boots)

@@ -1,0 +1,1 @@
+"""Wire protocol: codec (frames), messages (the schema of every op), validate (arguments)."""
