@@ -477,6 +477,12 @@ def _parse_boards(ctx, raw, node_ids, owners, pairs, io) -> tuple[Board, ...]:
             owner = min(cands, key=lambda x: (len(owned[x]), x))
         elif owner not in specs:
             raise ctx.fail(f"geometry.bonds[{b}].board", f"unknown board {owner}")
+        elif specs[owner]["node"] not in (node_ids[a], node_ids[c]):
+            raise ctx.fail(
+                f"geometry.bonds[{b}].board",
+                f"board {owner} sits at node {specs[owner]['node']}, not at an end of bond "
+                f"{node_ids[a]}-{node_ids[c]} (a board senses and tunes only its own node's bonds)",
+            )
         owned[owner].append(b)
 
     # io needs hardware: inputs a force actuator; outputs force (adjoint) and displacement
