@@ -1,0 +1,465 @@
+"""Emulated parts of a node board and the named hardware profiles (docs/emulator.md).
+
+Every number a profile holds says where it comes from: a datasheet, or a stated assumption.
+Parts are bound to the world by ``insitu.emulator.world``; here they are pure models that turn
+a true physical quantity into what a board's driver sees (raw counts, a servo's response) and
+back. The nominal calibration a node's config must use is in ``NOMINAL`` and the functions
+below it, and nowhere else.
+
+The sensor chain assumed for a bond (strain channel)
+----------------------------------------------------
+Each bond carries a spring-steel cantilever flexure (15 mm long, 0.3 mm thick) whose tip follows
+the bond's elongation e; a full Wheatstone bridge of four foil gauges (gauge factor 2.0) on its
+root reads the surface strain eps = 3 t e / (2 L^2) = 2.0 /m * e, so the bridge gives
+dV/V_exc = GF * eps = 4.0 /m * e. An HX711 on channel A at gain 128 has a full scale of
++/-0.5 * AVDD / 128 mapped onto +/-2^23 counts; the bridge is excited from AVDD (ratiometric),
+so counts = 4.0 /m * e * 2^23 * 256 = 2^33 counts/m * e. Full scale is then +/-2^-10 m
+(0.977 mm), 4.7x the largest elongation 5 g produces in li-mao-2024 (0.21 mm), at a surface
+strain of 1950 ue at full scale (spring steel stays elastic well beyond that). The gain is a
+power of two so that the ideal profile's conversion is exact in floating point.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- nominal constants
+
+HX711_MAX = (1 << 23) - 1  # 24-bit two's complement output (Avia HX711 datasheet)
+HX711_MIN = -(1 << 23)
+# Avia HX711 datasheet, "Key electrical characteristics": input noise at gain 128, AVDD = 5 V
+# is 50 nV rms at 10 SPS and 90 nV rms at 80 SPS. Referred to counts at AVDD = 3.3 V (an rp2
+# board's rail): counts per volt = 2^23 / (0.5 * 3.3 V / 128) = 6.51e8.
+HX711_COUNTS_PER_VOLT_3V3 = (1 << 23) / (0.5 * 3.3 / 128)
+HX711_NOISE_COUNTS = {
+    10: 50e-9 * HX711_COUNTS_PER_VOLT_3V3,  # 32.5 counts rms
+    80: 90e-9 * HX711_COUNTS_PER_VOLT_3V3,  # 58.6 counts rms
+}
+# ams AS5311 magnetic linear encoder datasheet: 12-bit absolute position over one 2.0 mm pole
+# pair, 488 nm per step -> 4096 / 2.0e-3 m counts per metre (the firmware extends it across
+# pole pairs by counting index pulses).
+AS5311_COUNTS_PER_M = 4096 / 2.0e-3
+
+
+@dataclass(frozen=True)
+class Nominal:
+    """Calibration every node's config uses to convert raw counts (the firmware's cal.*)."""
+
+    strain_counts_per_m: float = 2.0**33  # derivation in the module docstring
+    strain_offset_counts: int = 0  # nominal; a real node tares (measures its zero) at start
+    disp_counts_per_m: float = AS5311_COUNTS_PER_M
+    disp_offset_counts: int = 0  # the encoder is zeroed at the rest position
+    pulse_min_us: float = 1000.0  # servo pulse for k_min (standard 1-2 ms RC servo range)
+    pulse_max_us: float = 2000.0  # servo pulse for k_max
+    force_cmd_per_n: float = 1.0  # force commands are newtons on the emulator bus
+
+    @property
+    def strain_m_per_count(self) -> float:
+        """The firmware's cal.gain for strain channels (metres per count)."""
+        return 1.0 / self.strain_counts_per_m
+
+    @property
+    def disp_m_per_count(self) -> float:
+        return 1.0 / self.disp_counts_per_m
+
+
+NOMINAL = Nominal()
+
+
+def nominal_pulse(k: float, k_min: float, k_max: float, nom: Nominal = NOMINAL) -> float:
+    """Servo pulse (us, float) that nominally sets stiffness k: linear k_min..k_max."""
+    return nom.pulse_min_us + (nom.pulse_max_us - nom.pulse_min_us) * (k - k_min) / (k_max - k_min)
+
+
+def nominal_k(pulse_us: float, k_min: float, k_max: float, nom: Nominal = NOMINAL) -> float:
+    """Inverse of ``nominal_pulse``."""
+    frac = (pulse_us - nom.pulse_min_us) / (nom.pulse_max_us - nom.pulse_min_us)
+    return k_min + (k_max - k_min) * frac
+
+
+def servo_table(k_min: float, k_max: float, nom: Nominal = NOMINAL) -> list[list[float]]:
+    """The firmware's element.table ([[k, us], ...]) for the nominal linear map."""
+    return [[float(k_min), int(nom.pulse_min_us)], [float(k_max), int(nom.pulse_max_us)]]
+
+
+def strain_counts_to_m(counts: float, offset: float = 0.0, nom: Nominal = NOMINAL) -> float:
+    """What a node computes from a raw strain count with nominal calibration."""
+    return (counts - offset) / nom.strain_counts_per_m
+
+
+# ----------------------------------------------------------------------------- specifications
+
+
+@dataclass(frozen=True)
+class StrainSpec:
+    sample_rate: float | None  # conversions per second; None = a fresh sample at every read
+    adc_noise_counts: float  # HX711 input noise, counts rms per conversion
+    ambient_noise_m: float  # mechanical noise (vibration, air currents), metres rms per sample
+    gain_error: float  # per-channel relative gain error, standard deviation
+    offset_counts: float  # per-channel bridge zero imbalance, standard deviation (counts)
+    drift_counts_per_s: float  # per-channel thermal offset drift, standard deviation
+    quantise: bool  # integer counts
+    saturate: bool  # clip to the 24-bit range
+
+
+@dataclass(frozen=True)
+class ElementSpec:
+    deadband_us: float  # commands closer than this to the servo's last one are ignored
+    travel_s: float  # time for the full pulse range (0 = instant)
+    frame_s: float  # servo position loop period (50 Hz PWM frame)
+    gain_error: float  # per-element relative error of the pulse->k slope, standard deviation
+    offset_error: float  # per-element offset error, fraction of (k_max - k_min), std
+    clip_pulse: bool  # end stops at pulse_min_us..pulse_max_us
+
+
+@dataclass(frozen=True)
+class ForceSpec:
+    scale_error: float  # per-actuator relative error, standard deviation
+    offset_n: float  # per-actuator offset while energised, standard deviation (N)
+    max_n: float  # saturation (N)
+
+
+@dataclass(frozen=True)
+class ClampSpec:
+    position_error_m: float  # standard deviation of where a hold actually lands (m)
+
+
+@dataclass(frozen=True)
+class DispSpec:
+    noise_counts: float  # counts rms per read
+    gain_error: float  # relative, standard deviation
+    quantise: bool
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    relax: bool  # first-order settling with the network's relaxation_time
+    strain: StrainSpec
+    element: ElementSpec
+    force: ForceSpec
+    clamp: ClampSpec
+    disp: DispSpec
+    nominal: Nominal = field(default_factory=Nominal)
+
+    def with_(self, **changes) -> Profile:
+        """A copy with some top-level fields replaced (e.g. relax=False)."""
+        return replace(self, **changes)
+
+
+IDEAL = Profile(
+    name="ideal",
+    description="Exact parts: float counts, no noise, instant servos, exact forces; no settling.",
+    relax=False,
+    strain=StrainSpec(None, 0.0, 0.0, 0.0, 0.0, 0.0, quantise=False, saturate=False),
+    element=ElementSpec(0.0, 0.0, 0.02, 0.0, 0.0, clip_pulse=False),
+    force=ForceSpec(0.0, 0.0, math.inf),
+    clamp=ClampSpec(0.0),
+    disp=DispSpec(0.0, 0.0, quantise=False),
+)
+
+REALISTIC = Profile(
+    name="realistic",
+    description="A careful bench: HX711 at 80 SPS, digital servos, calibrated force actuators.",
+    relax=True,
+    strain=StrainSpec(
+        sample_rate=80.0,  # HX711 RATE pin high (datasheet: 10 or 80 SPS)
+        adc_noise_counts=HX711_NOISE_COUNTS[80],  # datasheet 90 nV rms at 80 SPS
+        ambient_noise_m=20e-9,  # assumption: air currents / bench vibration on a soft network
+        gain_error=0.01,  # foil gauge factor tolerance +/-1 % (typical gauge datasheets)
+        offset_counts=2.1e5,  # bridge zero balance ~0.1 mV/V (typical gauge bridge) * 2^31
+        drift_counts_per_s=2.0,  # assumption: ~0.2 nm/s equivalent thermal drift, lab air
+        quantise=True,
+        saturate=True,
+    ),
+    element=ElementSpec(
+        deadband_us=2.0,  # digital hobby servos: 1-4 us dead band (manufacturer specs)
+        travel_s=0.15,  # 0.1 s / 60 deg (SG90-class spec), 1000-2000 us ~ 90 deg of travel
+        frame_s=0.02,  # 50 Hz servo PWM frame
+        gain_error=0.03,  # assumption: element map calibrated to ~3 % (printed parts)
+        offset_error=0.01,  # assumption: 1 % of the range
+        clip_pulse=True,
+    ),
+    force=ForceSpec(
+        scale_error=0.02,  # assumption: voice-coil force constant calibrated to 2 %
+        offset_n=2e-4,  # assumption: 0.2 mN (~20 mg) residual from friction / cable drag
+        max_n=0.5,  # assumption: small voice-coil actuator, 0.5 N peak
+    ),
+    clamp=ClampSpec(position_error_m=0.5e-6),  # holds to ~1 AS5311 step (488 nm)
+    disp=DispSpec(
+        noise_counts=0.5,  # assumption: ~half an LSB of transition noise (AS5311, 488 nm/LSB)
+        gain_error=0.002,  # magnet strip pitch tolerance (assumption, 0.2 %)
+        quantise=True,
+    ),
+)
+
+HARSH = Profile(
+    name="harsh",
+    description="A rough bench: HX711 at 10 SPS, SG90-class servos, uncalibrated actuators.",
+    relax=True,
+    strain=StrainSpec(
+        sample_rate=10.0,  # HX711 RATE pin low
+        adc_noise_counts=HX711_NOISE_COUNTS[10] * 4,  # assumption: long unshielded bridge wires
+        ambient_noise_m=0.2e-6,  # assumption: a fan or a footfall-prone floor
+        gain_error=0.05,  # assumption: flexures cut by hand, gauges glued by hand
+        offset_counts=1.1e6,  # bridge zero balance ~0.5 mV/V
+        drift_counts_per_s=50.0,  # assumption: ~6 nm/s, warming electronics
+        quantise=True,
+        saturate=True,
+    ),
+    element=ElementSpec(
+        deadband_us=5.0,  # SG90 class: 5-10 us dead band (reseller datasheets)
+        travel_s=0.3,  # loaded servo at half its no-load speed (assumption)
+        frame_s=0.02,
+        gain_error=0.08,  # assumption: uncalibrated element map
+        offset_error=0.03,
+        clip_pulse=True,
+    ),
+    force=ForceSpec(scale_error=0.05, offset_n=1e-3, max_n=0.3),  # assumptions: uncalibrated
+    clamp=ClampSpec(position_error_m=2e-6),  # assumption: loose clamp, ~4 encoder steps
+    disp=DispSpec(noise_counts=2.0, gain_error=0.01, quantise=True),  # assumptions
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (IDEAL, REALISTIC, HARSH)}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise ValueError(
+            f"unknown hardware profile {profile!r} (known: {', '.join(PROFILES)})"
+        ) from None
+
+
+def part_rng(seed: int, kind: int, index: int) -> np.random.Generator:
+    """An independent generator per part, so adding a part never changes another's draws."""
+    return np.random.default_rng([seed, kind, index])
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+class StrainSensor:
+    """A bond's flexure bridge behind an HX711: true elongation in, raw count out.
+
+    Conversions complete at t_n = phase + n / rate on the world clock; a read returns the
+    latest completed conversion, whose value is the elongation at t_n (so a sample is up to
+    one period old, as on a board). ``ready`` is true once a conversion newer than the last
+    one read exists. Faults (see faults.py) override the output.
+    """
+
+    def __init__(self, spec: StrainSpec, nom: Nominal, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.gain = nom.strain_counts_per_m * (1.0 + spec.gain_error * rng.standard_normal())
+        self.offset = spec.offset_counts * rng.standard_normal()
+        self.drift = spec.drift_counts_per_s * rng.standard_normal()
+        self.phase = 0.0 if spec.sample_rate is None else rng.uniform(0, 1 / spec.sample_rate)
+        self._consumed = -1  # index of the last conversion read
+        self._cached: tuple[int, float] | None = None
+        # faults
+        self.stuck: float | None = None
+        self.dead = False
+        self.extra_noise_counts = 0.0
+        self.saturated: int | None = None
+        self.broken = False  # the bond is broken: the gauge sees a slack bar (e = 0)
+
+    # conversion timing
+    def index(self, t: float) -> int:
+        """Index of the latest completed conversion at time t (-1 before the first)."""
+        rate = self.spec.sample_rate
+        if rate is None:
+            return self._consumed + 1  # continuous: every read is a new sample
+        return math.floor((t - self.phase) * rate + 1e-9)
+
+    def conversion_time(self, n: int, t: float) -> float:
+        rate = self.spec.sample_rate
+        return t if rate is None else self.phase + n / rate
+
+    def ready(self, t: float) -> bool:
+        if self.dead:
+            return False
+        return self.index(t) > self._consumed
+
+    def read(self, t: float, elongation_at) -> float | int:
+        """Raw count at time t; ``elongation_at(tc)`` gives the true elongation at tc."""
+        if self.dead:
+            raise OSError(errno.EIO, "strain sensor not responding (dead)")
+        if self.stuck is not None:
+            return self.stuck
+        if self.saturated is not None:
+            return self.saturated
+        n = self.index(t)
+        self._consumed = max(self._consumed, n)
+        if self._cached is not None and self._cached[0] == n:
+            return self._cached[1]  # reading twice before a new conversion: same data
+        tc = self.conversion_time(n, t)
+        e = 0.0 if self.broken else elongation_at(tc)
+        value = self.counts(e, tc)
+        self._cached = (n, value)
+        return value
+
+    def counts(self, e: float, t: float) -> float | int:
+        s = self.spec
+        x = self.gain * e + self.offset + self.drift * t
+        sigma = math.hypot(s.adc_noise_counts, s.ambient_noise_m * self.gain)
+        sigma = math.hypot(sigma, self.extra_noise_counts)
+        if sigma > 0:
+            x += sigma * self.rng.standard_normal()
+        if s.quantise:
+            x = int(round(x))
+        if s.saturate:
+            x = min(HX711_MAX, max(HX711_MIN, x))
+        return x
+
+
+class StiffnessElement:
+    """A servo that sets a bond's effective spring length: pulse (us) in, true k out.
+
+    True map: k = k_min + (k_max - k_min) * ((1 + g) * frac + o) with frac the nominal position
+    of the pulse in the 1000-2000 us range and (g, o) this element's map error. The world moves
+    k toward the target at the servo's rate, one step per PWM frame.
+    """
+
+    def __init__(
+        self,
+        spec: ElementSpec,
+        nom: Nominal,
+        k_min: float,
+        k_max: float,
+        k_init: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.spec = spec
+        self.nom = nom
+        self.k_min, self.k_max = float(k_min), float(k_max)
+        self.map_gain = 1.0 + spec.gain_error * rng.standard_normal()
+        self.map_offset = spec.offset_error * rng.standard_normal()
+        span = max(self.k_max - self.k_min, 1e-12 * self.k_max)
+        # N/m per second; a fixed-k bond (k_min == k_max) moves at an arbitrary finite rate
+        self.rate = math.inf if spec.travel_s <= 0 else span / spec.travel_s
+        self.k_floor = 1e-3 * self.k_min  # the element never goes slack (K stays definite)
+        self.last_pulse = nominal_pulse(k_init, k_min, k_max, nom) if span > 0 else 0.0
+        self.stuck = False
+
+    def true_k(self, pulse_us: float) -> float:
+        nom = self.nom
+        if self.spec.clip_pulse:
+            pulse_us = min(nom.pulse_max_us, max(nom.pulse_min_us, pulse_us))
+        if self.k_max == self.k_min:
+            return self.k_min  # a fixed bond: nothing to tune
+        frac = (pulse_us - nom.pulse_min_us) / (nom.pulse_max_us - nom.pulse_min_us)
+        if self.map_gain == 1.0 and self.map_offset == 0.0:
+            k = nominal_k(pulse_us, self.k_min, self.k_max, nom)  # exact inverse (ideal)
+        else:
+            k = self.k_min + (self.k_max - self.k_min) * (self.map_gain * frac + self.map_offset)
+        return max(k, self.k_floor)
+
+    def command(self, pulse_us: float) -> float | None:
+        """Target k for a pulse, or None when the element ignores it (dead band, stuck)."""
+        if self.stuck:
+            return None
+        if not math.isfinite(pulse_us):
+            raise ValueError(f"servo pulse must be finite, got {pulse_us}")
+        db = self.spec.deadband_us
+        if db > 0 and abs(pulse_us - self.last_pulse) < db:
+            return None
+        self.last_pulse = float(pulse_us)
+        return self.true_k(pulse_us)
+
+
+class ForceActuator:
+    """Force at a node along one axis: true = cmd (1 + s) + o while energised, saturating.
+
+    A command of exactly 0 switches the driver off, so no offset force remains (a voice coil
+    with no current pushes nothing).
+    """
+
+    def __init__(self, spec: ForceSpec, nom: Nominal, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.nom = nom
+        self.scale = 1.0 + spec.scale_error * rng.standard_normal()
+        self.offset = spec.offset_n * rng.standard_normal()
+
+    def true_force(self, command: float) -> float:
+        if not math.isfinite(command):
+            raise ValueError(f"force command must be finite, got {command}")
+        if command == 0:
+            return 0.0
+        newtons = command / self.nom.force_cmd_per_n
+        f = newtons * self.scale + self.offset
+        return min(self.spec.max_n, max(-self.spec.max_n, f))
+
+
+class Clamp:
+    """Position hold of one DOF; lands within position_error of the target."""
+
+    def __init__(self, spec: ClampSpec, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.rng = rng
+
+    def true_target(self, target_m: float) -> float:
+        if not math.isfinite(target_m):
+            raise ValueError(f"clamp target must be finite, got {target_m}")
+        err = self.spec.position_error_m
+        return target_m + (err * self.rng.standard_normal() if err > 0 else 0.0)
+
+
+class DispSensor:
+    """Displacement of a node along one axis (AS5311-class linear encoder): u in, counts out."""
+
+    def __init__(self, spec: DispSpec, nom: Nominal, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.gain = nom.disp_counts_per_m * (1.0 + spec.gain_error * rng.standard_normal())
+        self.stuck: float | None = None
+        self.dead = False
+        self.extra_noise_counts = 0.0
+
+    def read(self, u: float) -> float | int:
+        if self.dead:
+            raise OSError(errno.EIO, "displacement sensor not responding (dead)")
+        if self.stuck is not None:
+            return self.stuck
+        x = self.gain * u
+        sigma = math.hypot(self.spec.noise_counts, self.extra_noise_counts)
+        if sigma > 0:
+            x += sigma * self.rng.standard_normal()
+        return int(round(x)) if self.spec.quantise else x
+
+
+__all__ = [
+    "AS5311_COUNTS_PER_M",
+    "HARSH",
+    "HX711_MAX",
+    "HX711_MIN",
+    "IDEAL",
+    "NOMINAL",
+    "PROFILES",
+    "REALISTIC",
+    "Clamp",
+    "ClampSpec",
+    "DispSensor",
+    "DispSpec",
+    "ElementSpec",
+    "ForceActuator",
+    "ForceSpec",
+    "Nominal",
+    "Profile",
+    "StiffnessElement",
+    "StrainSensor",
+    "StrainSpec",
+    "get_profile",
+    "nominal_k",
+    "nominal_pulse",
+    "servo_table",
+    "strain_counts_to_m",
+]
