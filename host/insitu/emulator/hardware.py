@@ -56,6 +56,9 @@ class Nominal:
     pulse_min_us: float = 1000.0  # servo pulse for k_min (standard 1-2 ms RC servo range)
     pulse_max_us: float = 2000.0  # servo pulse for k_max
     force_cmd_per_n: float = 1.0  # force commands are newtons on the emulator bus
+    # clamp targets are metres on the bus; True reads them as displacement-sensor counts
+    # (round(u / disp cal gain) + offset), the firmware's clamp convention (docs/firmware.md)
+    clamp_in_counts: bool = False
 
     @property
     def strain_m_per_count(self) -> float:

@@ -240,9 +240,13 @@ class World:
             true = self.force_parts[dof].true_force(float(command))
             self._push(_Event(self.clock.now(), "force", dof, true))
 
-    def command_clamp(self, dof: int, target_m: float) -> None:
+    def command_clamp(self, dof: int, target: float) -> None:
         with self._lock:
-            true = self.clamp_parts[dof].true_target(float(target_m))
+            nom = self.nominal
+            target_m = float(target)
+            if nom.clamp_in_counts:
+                target_m = (target_m - nom.disp_offset_counts) / nom.disp_counts_per_m
+            true = self.clamp_parts[dof].true_target(target_m)
             self._push(_Event(self.clock.now(), "clamp", dof, true))
 
     def command_release(self, dof: int) -> None:
