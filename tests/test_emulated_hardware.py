@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from insitu.emulator.hardware import (
     HX711_MAX,
     HX711_MIN,

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+
 from insitu.emulator import faults
 from insitu.emulator.faults import FaultyStream
 from insitu.emulator.hardware import HX711_MAX, HX711_MIN, NOMINAL, nominal_pulse

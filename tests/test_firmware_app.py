@@ -11,6 +11,7 @@ from test_firmware_micropython import FW_TESTS, ROOT, find_tool
 sys.path.insert(0, FW_TESTS)
 
 import fw_fixtures as fx  # noqa: E402
+
 from insitu_node.config import canonical  # noqa: E402
 from insitu_node.protocol import codec  # noqa: E402
 

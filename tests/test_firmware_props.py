@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "firmware"))
 
 import fw_fixtures as fx  # noqa: E402
+
 from insitu_node.node import emulated  # noqa: E402
 from insitu_node.protocol import codec  # noqa: E402
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from insitu.emulator.clock import TICKS_PERIOD, RealClock, VirtualClock, ticks_add, ticks_diff
 from insitu.emulator.hardware import NOMINAL, nominal_pulse
 from insitu.emulator.world import DeviceError, World, gradient_check

@@ -91,6 +91,9 @@ def _sensor(d, path):
             raise ConfigError(p + "gain", "not 128|64|32")
     if t == "adc":
         out["over"] = _get(s, "over", p, int, 16, 1, 256)
+    if t == "emu":
+        # an ideal emulated sensor reports float counts (no quantisation); boards never do
+        out["float"] = _get(s, "float", p, bool, False)
     return out
 
 

@@ -55,7 +55,13 @@ class Node:
         self.k_max = _zeros(n)
         self.k_init = _zeros(n)
         self.gain = _zeros(n + nd)  # metres per count: strain slots, then displacement axes
-        self.off = array("i", bytes(4 * (n + nd)))
+        # float counts only from an ideal emulated sensor; boards keep the integer hot path
+        fl = False
+        for d in bonds + cfg["disp"]:
+            fl = fl or d["sensor"].get("float", False)
+        tc = "d" if fl else "i"
+        self._float = fl
+        self.off = array(tc, bytes((8 if fl else 4) * (n + nd)))
         for b in range(n):
             bd = bonds[b]
             self.k_min[b], self.k_max[b], self.k_init[b] = bd["k_min"], bd["k_max"], bd["k_init"]
@@ -68,7 +74,7 @@ class Node:
         self._g = _zeros(n)  # scratch: batch-mean gradient
         self.acc = Accumulator(n, cfg["tags"])
         self.opt = Optimiser(n)
-        self.ch = Channels(n + nd)
+        self.ch = Channels(n + nd, tc)
         self._sensors = hal.strain + hal.disp
         self._elem = hal.element
         self.now = 0
@@ -194,6 +200,11 @@ class Node:
         out = self._out
         self._out = []
         return out
+
+    @property
+    def busy(self):
+        """A measurement is in hand (the emulator ticks busy nodes every period)."""
+        return self._mstate != IDLE
 
     def step(self, now):
         """tick + service: what an emulator calls per virtual control period."""
@@ -380,7 +391,9 @@ class Node:
             target = self.ch.last[self.n + axis]
         else:
             cal = self.cfg["clamp"][axis]["cal"]
-            target = int(round(a["u"] / cal["gain"])) + cal["offset"]
+            target = a["u"] / cal["gain"] + cal["offset"]
+            if not self._float:
+                target = int(round(target))
         dev.hold(target)
         return {"target": target}
 

@@ -14,10 +14,13 @@ _CAP = const(1000000)  # counters stop here so they stay small ints forever
 
 
 class Channels:
-    def __init__(self, n):
+    def __init__(self, n, typecode="i"):
+        # "i" on boards (integer counts, no heap floats in the tick); "d" only for an ideal
+        # emulated sensor whose counts are exact floats
         self.n = n
-        self.last = array("i", bytes(4 * n))  # latest raw count
-        self.sums = array("i", bytes(4 * n))  # sum of samples in the current measurement
+        size = 8 if typecode == "d" else 4
+        self.last = array(typecode, bytes(size * n))  # latest raw count
+        self.sums = array(typecode, bytes(size * n))  # sum of samples in the current measurement
         self.cnt = array("i", bytes(4 * n))  # samples in the current measurement
         self.stale = array("i", bytes(4 * n))  # ticks since the last fresh sample
         self.sat = array("i", bytes(4 * n))  # saturated samples seen

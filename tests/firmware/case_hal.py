@@ -1,4 +1,5 @@
 import fw_fixtures as fx
+
 from insitu_node import config
 from insitu_node.hal import board
 from insitu_node.hal.actuators import Force

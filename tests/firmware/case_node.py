@@ -1,4 +1,5 @@
 import fw_fixtures as fx
+
 from insitu_node import persist
 from insitu_node.hal.storage import MemStorage
 from insitu_node.node import emulated

@@ -16,15 +16,16 @@ from .storage import MemStorage
 class EmuSensor:
     """Raw-count sensor on the bus; honours an optional "ready" device (HX711 DOUT)."""
 
-    def __init__(self, bus, device, channel):
+    def __init__(self, bus, device, channel, gated=True):
         self._bus = bus
         self._dev = device
         self._ch = channel
         self._gated = False
-        try:
-            self._gated = bus.read("ready", channel) is not None
-        except Exception:  # a bus without a "ready" device: a fresh sample every tick
-            self._gated = False
+        if gated:  # only strain channels have a data-ready line (HX711 DOUT)
+            try:
+                self._gated = bus.read("ready", channel) is not None
+            except Exception:  # a bus without a "ready" device: a fresh sample every tick
+                self._gated = False
 
     def poll(self):
         bus = self._bus
@@ -58,5 +59,5 @@ def build(cfg, bus=None, storage=None, uid=None):
         x = a["axis"]
         hal.clamp.append(Clamp(_sink(bus, "clamp", x), _sink(bus, "release", x)))
     for a in cfg["disp"]:
-        hal.disp.append(EmuSensor(bus, "disp", a["axis"]))
+        hal.disp.append(EmuSensor(bus, "disp", a["axis"], gated=False))
     return hal

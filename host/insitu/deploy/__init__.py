@@ -1,0 +1,1 @@
+"""Deploy: per-node config generation and flashing boards with mpremote."""

@@ -1,0 +1,103 @@
+"""Per-node config (the firmware's config.json) generated from a network file.
+
+The schema is the firmware's (``insitu_node.config``, docs/firmware.md); this module only
+fills it in from the network (which bonds a board owns, its actuators) and a calibration
+(how raw counts map to metres and newtons). The firmware validates the result, so a config
+the host writes can never be one a node would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from insitu.network.schema import AXES, Board, Network
+from insitu_node.config import canonical, config_hash, from_dict
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Nominal conversions a node uses before (or without) per-node calibration."""
+
+    strain_m_per_count: float
+    strain_offset: int
+    disp_m_per_count: float
+    force_cmd_per_n: float
+    force_max_n: float
+    servo_table: Any  # callable (k_min, k_max) -> [[k, us], ...]
+    float_counts: bool = False  # ideal emulated sensors only
+
+
+def node_address(board: Board) -> str:
+    """The protocol address of a board (its id as a token)."""
+    return str(board.id)
+
+
+def node_config(
+    net: Network,
+    board: Board,
+    cal: Calibration,
+    family: str = "emu",
+    period_ms: int = 10,
+    timeout_ms: int = 5000,
+    tags: int = 16,
+) -> dict[str, Any]:
+    """The config dict of one board; validated by the firmware's own validator."""
+    ids = net.node_ids
+    lengths = np.linalg.norm(
+        net.positions[net.bonds[:, 1]] - net.positions[net.bonds[:, 0]], axis=1
+    )
+    sensor = {"type": "emu", "float": cal.float_counts}
+    bonds = []
+    for slot, b in enumerate(board.bonds):
+        k_min, k_max = float(net.k_min[b]), float(net.k_max[b])
+        bonds.append(
+            {
+                "slot": slot,
+                "bond": [ids[net.bonds[b, 0]], ids[net.bonds[b, 1]]],
+                "rest": float(lengths[b]),
+                "k_min": k_min,
+                "k_max": k_max,
+                "k_init": float(net.k_init[b]),
+                "sensor": dict(sensor),
+                "cal": {"gain": cal.strain_m_per_count, "offset": int(cal.strain_offset)},
+                "element": {"type": "servo", "table": cal.servo_table(k_min, k_max)},
+            }
+        )
+    axes = range(net.dim)
+    cfg: dict[str, Any] = {
+        "v": 1,
+        "node": node_address(board),
+        "family": family,
+        "period_ms": period_ms,
+        "timeout_ms": timeout_ms,
+        "tags": tags,
+        "bonds": bonds,
+        "force": [],
+        "clamp": [],
+        "disp": [],
+    }
+    disp_cal = {"gain": cal.disp_m_per_count, "offset": 0}
+    for a in axes:
+        where = {"axis": a, "node": board.node, "dir": AXES[a]}
+        if "force" in board.carries:
+            cfg["force"].append(
+                {**where, "cmd_per_n": cal.force_cmd_per_n, "max_n": cal.force_max_n}
+            )
+        if "clamp" in board.carries:
+            cfg["clamp"].append({**where, "cal": dict(disp_cal)})
+        if "displacement" in board.carries:
+            cfg["disp"].append({**where, "cal": dict(disp_cal), "sensor": dict(sensor)})
+    from_dict(cfg)  # the firmware's validator: raises ConfigError(field, reason)
+    return cfg
+
+
+def config_text(cfg: dict[str, Any]) -> str:
+    """config.json as deployed: canonical JSON, so host and node compute the same hash."""
+    return canonical(cfg) + "\n"
+
+
+def expected_hash(cfg: dict[str, Any]) -> str:
+    return config_hash(canonical(cfg))

@@ -1,0 +1,176 @@
+"""In-process emulated boards: the real firmware node core, hundreds per process.
+
+Every board of a network runs ``insitu_node.node.Node`` — the same code a board runs — on the
+emulated HAL, its bus bound to one ``World``. Time is the world's virtual clock: a link's
+``receive`` advances it, ticking every node at its control period, until a reply is there.
+Idle stretches are skipped in one step (a node's tick only needs to see the time), so an idle
+lab costs nothing and a measurement costs its ticks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import replace
+
+from insitu.deploy.nodeconfig import Calibration, node_address, node_config
+from insitu.emulator.clock import VirtualClock
+from insitu.emulator.hardware import Profile, get_profile, servo_table
+from insitu.emulator.world import World
+from insitu.network.schema import Network
+from insitu_node.hal.storage import MemStorage
+from insitu_node.node import emulated
+
+
+def firmware_profile(profile: str | Profile) -> Profile:
+    """A profile whose bus speaks the firmware's units (docs/firmware.md, emu bus table).
+
+    Force commands are integers (a driver's duty): 1 uN per count on real-looking profiles,
+    2^40 per newton on the ideal one so its forces stay exact to ~1e-12 N; clamp targets are
+    displacement-sensor counts.
+    """
+    prof = get_profile(profile)
+    per_n = float(2**40) if not prof.strain.quantise else 1e6
+    return prof.with_(
+        nominal=replace(prof.nominal, force_cmd_per_n=per_n, clamp_in_counts=True)
+    )
+
+
+def world_calibration(world: World) -> Calibration:
+    """The nominal calibration matching a world's emulated parts (what a lab starts with)."""
+    nom = world.nominal
+    prof = world.profile
+    max_n = prof.force.max_n if math.isfinite(prof.force.max_n) else 10.0
+    ideal = not prof.strain.quantise
+    return Calibration(
+        strain_m_per_count=nom.strain_m_per_count,
+        strain_offset=int(nom.strain_offset_counts),
+        disp_m_per_count=nom.disp_m_per_count,
+        force_cmd_per_n=nom.force_cmd_per_n,
+        force_max_n=max_n,
+        servo_table=lambda lo, hi: servo_table(lo, hi, nom),
+        float_counts=ideal,
+    )
+
+
+class InProcessLab:
+    """The emulated boards of a network in this process, reachable through ``link()``."""
+
+    def __init__(
+        self,
+        network: Network,
+        profile: str | Profile = "ideal",
+        seed: int = 0,
+        nonlinear: bool = False,
+        period_ms: int = 10,
+        timeout_ms: int = 0,
+    ) -> None:
+        self.network = network
+        self.clock = VirtualClock()
+        self.world = World(
+            network, firmware_profile(profile), seed=seed, nonlinear=nonlinear, clock=self.clock
+        )
+        self.calibration = world_calibration(self.world)
+        self.period_ms = period_ms
+        self.configs: dict[int, dict] = {}
+        self.nodes = {}
+        self.storage: dict[int, MemStorage] = {}
+        for bd in network.boards:
+            cfg = node_config(
+                network, bd, self.calibration, period_ms=period_ms, timeout_ms=timeout_ms
+            )
+            self.configs[bd.id] = cfg
+            self.storage[bd.id] = MemStorage()
+            self.nodes[bd.id] = emulated(
+                cfg, self.world.bus(bd.id), storage=self.storage[bd.id], boots=1,
+                uid=f"emu-{network.name}-{bd.id}",
+            )
+        self._now = self.clock.ticks_ms()
+        self._links: list[MemoryLink] = []
+        self.ticks = 0  # node control steps run, for benchmarks
+
+    def link(self, boards: list[int] | None = None) -> MemoryLink:
+        """A link to some boards (default: all of them, like a shared bus)."""
+        ids = list(self.nodes) if boards is None else boards
+        ln = MemoryLink(self, ids)
+        self._links.append(ln)
+        return ln
+
+    def reboot(self, board_id: int) -> None:
+        """Power-cycle one board: a fresh node from its config and its (persisted) storage."""
+        old = self.nodes[board_id]
+        self.nodes[board_id] = emulated(
+            self.configs[board_id], self.world.bus(board_id), storage=self.storage[board_id],
+            boots=old.boots + 1, uid=old.hal.uid,
+        )
+
+    # ------------------------------------------------------------------ time
+
+    def _busy(self) -> bool:
+        return any(n.busy for n in self.nodes.values())
+
+    def advance(self, ms: float) -> None:
+        """Let `ms` of virtual time pass, ticking nodes while any has work in hand."""
+        end = self.clock.now_ms() + ms
+        while self.clock.now_ms() < end:
+            step = self.period_ms if self._busy() else end - self.clock.now_ms()
+            step = min(step, end - self.clock.now_ms())
+            self.clock.sleep_ms(step)
+            self._tick_all()
+
+    def step(self) -> None:
+        """One control period for every node."""
+        self.clock.sleep_ms(self.period_ms)
+        self._tick_all()
+
+    def _tick_all(self) -> None:
+        now = self.clock.ticks_ms()
+        for bid, node in self.nodes.items():
+            out = node.step(now)
+            self.ticks += 1
+            if out:
+                for ln in self._links:
+                    if bid in ln.boards:
+                        ln._inbox.extend(out)
+
+
+class MemoryLink:
+    """An in-memory link: lines go to the nodes directly; receive() advances virtual time.
+
+    ``receive(timeout)`` counts its timeout in virtual seconds. A broadcast reaches every board
+    on the link in one send, as on a shared bus.
+    """
+
+    def __init__(self, lab: InProcessLab, boards: list[int]) -> None:
+        self.lab = lab
+        self.boards = set(boards)
+        self.name = f"emu://{lab.network.name}/" + ",".join(map(str, sorted(boards)))
+        self._inbox: deque[str] = deque()
+        self.sent = 0
+
+    def send(self, line: str) -> None:
+        self.sent += 1
+        for bid in self.boards:
+            out = self.lab.nodes[bid].handle_line(line)
+            if out:
+                self._inbox.extend(out)
+
+    def receive(self, timeout: float) -> str | None:
+        lab = self.lab
+        end = lab.clock.now_ms() + timeout * 1000.0
+        while not self._inbox:
+            if lab.clock.now_ms() >= end:
+                return None
+            if lab._busy():
+                lab.step()
+            else:
+                return None  # nothing in hand anywhere: no reply will come
+        return self._inbox.popleft()
+
+    def close(self) -> None:
+        if self in self.lab._links:
+            self.lab._links.remove(self)
+
+
+def board_addresses(network: Network) -> dict[int, str]:
+    return {bd.id: node_address(bd) for bd in network.boards}
