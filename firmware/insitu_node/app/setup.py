@@ -24,7 +24,7 @@ def build_hal(cfg, storage):
     if fam == "emu":
         from ..hal import emu
 
-        return emu.build(cfg, None, storage)
+        return emu.build(cfg, None, storage, board_uid())
     if fam == "rp2":
         from ..hal import rp2 as family
     else:

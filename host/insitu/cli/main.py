@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "solve": "insitu.cli.solve",
     "network": "insitu.cli.network",
     "train": "insitu.cli.train",
+    "emulate": "insitu.cli.emulate",
 }
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import replace
 
 from insitu.deploy.nodeconfig import Calibration, node_address, node_config
-from insitu.emulator.clock import VirtualClock
+from insitu.emulator.clock import RealClock, VirtualClock
 from insitu.emulator.hardware import Profile, get_profile, servo_table
 from insitu.emulator.world import World
 from insitu.network.schema import Network
@@ -64,9 +64,10 @@ class InProcessLab:
         nonlinear: bool = False,
         period_ms: int = 10,
         timeout_ms: int = 0,
+        clock: VirtualClock | RealClock | None = None,
     ) -> None:
         self.network = network
-        self.clock = VirtualClock()
+        self.clock = clock if clock is not None else VirtualClock()
         self.world = World(
             network, firmware_profile(profile), seed=seed, nonlinear=nonlinear, clock=self.clock
         )

@@ -1,0 +1,101 @@
+"""A virtual lab of real MicroPython boards: one ``micropython`` process per board.
+
+Each board's flash holds what ``insitu flash`` would put there — ``main.py``, the
+``insitu_node`` package and the board's ``config.json`` — and its emulated HAL reaches the
+world through ``emubus``. The world runs on the real clock (the interpreters do). The ports
+are pseudo-terminals: pyserial, the host session and mpremote attach to them as to USB boards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from insitu.deploy.nodeconfig import config_text, node_config
+from insitu.emulator.clock import RealClock
+from insitu.emulator.inprocess import firmware_profile, world_calibration
+from insitu.emulator.mpboard import MicroPythonBoard
+from insitu.emulator.world import World
+from insitu.network.schema import Network
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
+
+
+def firmware_files(root: Path = FIRMWARE_DIR) -> list[Path]:
+    """Files a board carries, relative to the firmware root (sources; tools stay home)."""
+    files = [root / "main.py"]
+    files += sorted(p for p in (root / "insitu_node").rglob("*.py"))
+    return [p.relative_to(root) for p in files]
+
+
+def install_firmware(flash: Path, config: dict | None = None, root: Path = FIRMWARE_DIR) -> None:
+    """Copy the firmware (and a config) into a board's flash directory."""
+    for rel in firmware_files(root):
+        dst = flash / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, dst)
+    if config is not None:
+        (flash / "config.json").write_text(config_text(config))
+
+
+class MicroPythonLab:
+    """The boards of a network as MicroPython processes bound to one world."""
+
+    def __init__(
+        self,
+        network: Network,
+        profile: str = "ideal",
+        seed: int = 0,
+        workdir: str | Path | None = None,
+        boards: list[int] | None = None,
+        install: bool = True,
+        timeout_ms: int = 0,
+    ) -> None:
+        self.network = network
+        self.clock = RealClock()
+        self.world = World(network, firmware_profile(profile), seed=seed, clock=self.clock)
+        self.calibration = world_calibration(self.world)
+        self._tmp = None if workdir else tempfile.mkdtemp(prefix="insitu-lab-")
+        self.workdir = Path(workdir or self._tmp)
+        lock = threading.RLock()  # the world is shared: one bus call at a time
+        ids = [bd.id for bd in network.boards] if boards is None else boards
+        self.configs: dict[int, dict] = {}
+        self.boards: dict[int, MicroPythonBoard] = {}
+        for bd in network.boards:
+            if bd.id not in ids:
+                continue
+            cfg = node_config(network, bd, self.calibration, timeout_ms=timeout_ms)
+            self.configs[bd.id] = cfg
+            flash = self.workdir / f"board-{bd.id}"
+            flash.mkdir(parents=True, exist_ok=True)
+            if install:
+                install_firmware(flash, cfg)
+            self.boards[bd.id] = MicroPythonBoard(
+                flash,
+                unique_id=f"{network.name}-{bd.id}",
+                bus=self.world.bus(bd.id),
+                bus_lock=lock,
+                name=f"{network.name}/board-{bd.id}",
+            )
+
+    def start(self) -> MicroPythonLab:
+        for b in self.boards.values():
+            b.start()
+        return self
+
+    def ports(self) -> dict[int, str]:
+        return {bid: b.port for bid, b in self.boards.items()}
+
+    def stop(self) -> None:
+        for b in self.boards.values():
+            b.stop()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> MicroPythonLab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
