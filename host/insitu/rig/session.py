@@ -1,0 +1,577 @@
+"""The session with a network's boards: what the host does on the wire, and nothing more.
+
+    rig = Rig(network, [link], configs=expected_configs(network, calibration))
+    rig.connect()                     # identify every board, verify firmware and config hash
+    rig.tare()                        # forces off, settle, strain offsets := no-load readings
+    rig.apply_forces({Port(11, 1): -0.049})
+    m = rig.measure("forward", tag=1, settle_ms=1000)
+    m.u[Port(13, 1)]                  # displacement reported by board 13's sensor
+    rig.update(rule="adjoint", lr=0.5, opt="adam", batch=16)
+
+Requests are frames of ``insitu_node.protocol.codec``. Every request gets one reply per
+addressed board with the same seq; a request that times out is sent again with the same seq
+and the same frame, so a board that already applied it answers from its reply cache instead
+of applying it twice. A broadcast costs one message per link, however many boards hang on it.
+The rig never computes per-bond gradients: it moves forces, clamps and phases, and relays what
+the boards report. Errors a user can act on are ``RigError`` with a one-line message naming
+the board and what is wrong.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from insitu.deploy.nodeconfig import Calibration, expected_hash, node_address, node_config
+from insitu.links.base import Link
+from insitu.network.schema import Board, Network, Port
+from insitu_node import VERSION as FIRMWARE_VERSION
+from insitu_node.protocol import codec
+
+BROADCAST = codec.BROADCAST
+
+
+class RigError(RuntimeError):
+    """A board is missing, refused a request, or is not the board the network file expects."""
+
+
+@dataclass
+class Counters:
+    """What the session has cost so far (telemetry for the run log and benchmarks)."""
+
+    sent: int = 0  # lines written, retries included
+    retries: int = 0  # lines written again after a timeout (same seq, same frame)
+    replies: int = 0  # reply frames accepted
+    duplicates: int = 0  # replies already collected (a board answering a retry from cache)
+    stale: int = 0  # replies to an older request
+    skipped: int = 0  # lines that are not frames (boot banners, REPL noise)
+    corrupt: int = 0  # lines that claim to be frames but fail the codec (CRC, fields)
+    events: int = 0  # unsolicited frames (boot announcements)
+    loadings: int = 0  # physical phases measured (each `measure` broadcast)
+    by_op: dict[str, int] = field(default_factory=dict)  # requests by op (first sends)
+
+    def snapshot(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["by_op"] = dict(self.by_op)
+        return d
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What a board said about itself in reply to `identify`."""
+
+    board: Board
+    address: str
+    link: int  # index into Rig.links
+    uid: str
+    firmware: str
+    config_hash: str
+    boots: int
+    persist: str
+
+
+@dataclass
+class Measurement:
+    """One measured phase: displacements from the boards that have sensors, optionally e."""
+
+    phase: str
+    tag: int
+    u: dict[Port, float]
+    e: np.ndarray | None = None  # per bond (network order), only if requested with v=True
+    count: int | None = None  # samples accumulated on the nodes (second phases)
+
+    def outputs(self, ports: Sequence[Port]) -> np.ndarray:
+        """Displacements at `ports`, in that order (each must have a sensor)."""
+        try:
+            return np.array([self.u[p] for p in ports], dtype=float)
+        except KeyError as exc:
+            raise RigError(f"no displacement reading at {exc.args[0]}") from None
+
+
+@dataclass(frozen=True)
+class UpdateSummary:
+    max_dk: float  # largest stiffness change on any bond, N/m
+    frozen: int  # bonds held at a bound, summed over boards
+    count: int  # samples the step averaged
+
+
+def expected_configs(
+    network: Network,
+    calibration: Calibration,
+    family: str = "emu",
+    period_ms: int = 10,
+    timeout_ms: int = 0,
+    tags: int = 16,
+) -> dict[int, dict]:
+    """The config each board must be running, generated from the network file."""
+    return {
+        bd.id: node_config(
+            network,
+            bd,
+            calibration,
+            family=family,
+            period_ms=period_ms,
+            timeout_ms=timeout_ms,
+            tags=tags,
+        )
+        for bd in network.boards
+    }
+
+
+@dataclass
+class _Wire:
+    link: Link
+    seq: int
+    boards: set[str] = field(default_factory=set)  # addresses answering on this link
+
+
+class Rig:
+    """A network's boards over one or more links.
+
+    ``configs`` (board id → config dict) is what each board must be running; ``connect()``
+    compares its hash with what each board reports. ``timeout`` is the reply timeout in
+    seconds for immediate replies (measurements add their settle and sampling time),
+    ``retries`` how often a request is sent again before the rig gives up.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        links: Link | Sequence[Link],
+        configs: Mapping[int, dict] | None = None,
+        timeout: float = 1.0,
+        retries: int = 3,
+        seq_start: int | None = None,
+    ) -> None:
+        self.network = network
+        links = [links] if not isinstance(links, Sequence) else list(links)
+        if not links:
+            raise RigError("no links to boards")
+        if seq_start is None:  # a restarted host must not reuse a (seq, frame) a node cached
+            seq_start = random.SystemRandom().randrange(1, codec.MAX_SEQ // 2)
+        self._wires = [_Wire(ln, seq_start) for ln in links]
+        self.configs = dict(configs) if configs is not None else None
+        self.timeout = timeout
+        self.retries = retries
+        self.counters = Counters()
+        self.boards: dict[str, BoardInfo] = {}
+        self.events: list[tuple[str, dict]] = []
+        self._by_addr = {node_address(bd): bd for bd in network.boards}
+        self._forces_on: set[Port] = set()
+
+    @property
+    def links(self) -> list[Link]:
+        return [w.link for w in self._wires]
+
+    def close(self) -> None:
+        for w in self._wires:
+            w.link.close()
+
+    # ------------------------------------------------------------------ the wire
+
+    def _next_seq(self, w: _Wire) -> int:
+        w.seq = w.seq + 1 if w.seq < codec.MAX_SEQ else 1
+        return w.seq
+
+    def _send(self, w: _Wire, line: str) -> None:
+        w.link.send(line)
+        self.counters.sent += 1
+
+    def _exchange(
+        self,
+        sends: list[tuple[_Wire, str, Iterable[str]]],
+        op: str,
+        args: dict[str, Any],
+        timeout: float,
+    ) -> dict[str, codec.Frame]:
+        """Send one frame per (wire, address) and collect one reply from each expected board."""
+        self.counters.by_op[op] = self.counters.by_op.get(op, 0) + 1
+        jobs = []
+        for w, addr, expect in sends:
+            seq = self._next_seq(w)
+            line = codec.encode(seq, addr, op, args)
+            self._send(w, line)
+            jobs.append((w, seq, line, set(expect)))
+        got: dict[str, codec.Frame] = {}
+        for w, seq, line, expect in jobs:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self._send(w, line)
+                    self.counters.retries += 1
+                self._collect(w, seq, expect, got, timeout)
+                if expect <= got.keys():
+                    break
+            missing = sorted(expect - got.keys(), key=_addr_key)
+            if missing:
+                who = ", ".join(self._name(a) for a in missing)
+                raise RigError(
+                    f"no reply to {op} from {who} after {self.retries + 1} attempts "
+                    f"on {getattr(w.link, 'name', 'link')}"
+                )
+        return got
+
+    def _collect(
+        self, w: _Wire, seq: int, expect: set[str], got: dict[str, codec.Frame], timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout  # wall-clock guard for a chatty link
+        while not expect <= got.keys():
+            line = w.link.receive(timeout)
+            if line is None:
+                return
+            try:
+                f = codec.decode(line)
+            except codec.NotFrame:
+                self.counters.skipped += 1
+                continue
+            except codec.FrameError:
+                self.counters.corrupt += 1
+                continue
+            if f.op == "evt":
+                self.counters.events += 1
+                self.events.append((f.addr, f.args))
+            elif f.op not in ("ok", "err"):
+                self.counters.skipped += 1  # a request echoed back (a loopback, a REPL)
+            elif f.seq != seq:
+                self.counters.stale += 1
+            elif f.addr in got:
+                self.counters.duplicates += 1
+            elif f.addr in expect:
+                got[f.addr] = f
+                self.counters.replies += 1
+            else:
+                self.counters.stale += 1
+            if time.monotonic() > deadline:
+                return
+
+    def _check(self, op: str, replies: Mapping[str, codec.Frame]) -> None:
+        for addr in sorted(replies, key=_addr_key):
+            f = replies[addr]
+            if f.op == "err":
+                field_, reason = f.args.get("field", "?"), f.args.get("reason", "?")
+                raise RigError(f"{self._name(addr)} refused {op}: {field_}: {reason}")
+
+    def _name(self, addr: str) -> str:
+        bd = self._by_addr.get(addr)
+        return f"board {addr}" if bd is None else f"board {bd.id} (node {bd.node})"
+
+    def request(
+        self,
+        board: Board | int,
+        op: str,
+        args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One request to one board; its `ok` payload (an `err` raises RigError)."""
+        bd = self._board(board)
+        addr = node_address(bd)
+        info = self.boards.get(addr)
+        if info is None:
+            raise RigError(f"{self._name(addr)} is not connected (call connect() first)")
+        w = self._wires[info.link]
+        got = self._exchange([(w, addr, [addr])], op, args or {}, timeout or self.timeout)
+        self._check(op, got)
+        return got[addr].args
+
+    def broadcast(
+        self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """One frame per link to every board; address → `ok` payload. Any `err` raises."""
+        if not self.boards:
+            raise RigError("no boards connected (call connect() first)")
+        sends = [(w, BROADCAST, w.boards) for w in self._wires if w.boards]
+        got = self._exchange(sends, op, args or {}, timeout or self.timeout)
+        self._check(op, got)
+        return {a: f.args for a, f in got.items()}
+
+    def _board(self, board: Board | int) -> Board:
+        if isinstance(board, Board):
+            return board
+        for bd in self.network.boards:
+            if bd.id == board:
+                return bd
+        raise RigError(f"network {self.network.name} has no board {board}")
+
+    # ------------------------------------------------------------------ discovery
+
+    def connect(self) -> dict[str, BoardInfo]:
+        """Identify every board on every link and check it against the network file.
+
+        Refuses (RigError, one line) on a missing board, a board the network does not have,
+        another firmware or protocol version, a board reporting a bad config, or a config hash
+        that differs from the one generated from the network file.
+        """
+        found: dict[str, tuple[int, codec.Frame]] = {}
+        for i, w in enumerate(self._wires):
+            expect = set(self._by_addr) - found.keys()
+            got: dict[str, codec.Frame] = {}
+            seq = self._next_seq(w)
+            self.counters.by_op["identify"] = self.counters.by_op.get("identify", 0) + 1
+            self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
+            self._collect_all(w, seq, expect, got)
+            for addr, f in got.items():
+                if addr in found:
+                    raise RigError(
+                        f"{self._name(addr)} answers on two links: "
+                        f"{getattr(self._wires[found[addr][0]].link, 'name', '?')} and "
+                        f"{getattr(w.link, 'name', '?')}"
+                    )
+                found[addr] = (i, f)
+        unknown = sorted(set(found) - set(self._by_addr), key=_addr_key)
+        if unknown:
+            raise RigError(
+                f"board {unknown[0]} answered but network {self.network.name} has no such board"
+            )
+        missing = sorted(set(self._by_addr) - set(found), key=_addr_key)
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise RigError(f"{self._name(missing[0])} did not answer identify{more}")
+        infos = {}
+        for addr in sorted(found, key=_addr_key):
+            i, f = found[addr]
+            infos[addr] = self._verify(addr, i, f)
+        self.boards = infos
+        for w in self._wires:
+            w.boards = set()
+        for addr, info in infos.items():
+            self._wires[info.link].boards.add(addr)
+        return infos
+
+    def _collect_all(
+        self, w: _Wire, seq: int, expect: set[str], got: dict[str, codec.Frame]
+    ) -> None:
+        # identify goes to boards we do not know are there: listen until the link is quiet,
+        # and ask again (same frame) for the ones that have not answered yet
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
+                self.counters.retries += 1
+            while True:
+                line = w.link.receive(self.timeout)
+                if line is None:
+                    break
+                try:
+                    f = codec.decode(line)
+                except codec.NotFrame:
+                    self.counters.skipped += 1
+                    continue
+                except codec.FrameError:
+                    self.counters.corrupt += 1
+                    continue
+                if f.op == "evt":
+                    self.counters.events += 1
+                    self.events.append((f.addr, f.args))
+                elif f.op in ("ok", "err") and f.seq == seq and f.addr not in got:
+                    got[f.addr] = f
+                    self.counters.replies += 1
+                if expect <= got.keys():
+                    break
+            if expect <= got.keys():
+                return
+
+    def _verify(self, addr: str, link: int, f: codec.Frame) -> BoardInfo:
+        bd = self._by_addr[addr]
+        name = self._name(addr)
+        a = f.args
+        if f.op == "err":
+            raise RigError(f"{name} refused identify: {a.get('field')}: {a.get('reason')}")
+        if a.get("proto") != codec.VERSION:
+            raise RigError(f"{name} speaks protocol {a.get('proto')}, host speaks {codec.VERSION}")
+        if a.get("fw") != FIRMWARE_VERSION:
+            raise RigError(
+                f"{name} runs firmware {a.get('fw')}, expected {FIRMWARE_VERSION} "
+                "(flash it with insitu flash)"
+            )
+        if a.get("cfg_err"):
+            raise RigError(f"{name} has an invalid config.json: {a['cfg_err']}")
+        ids = self.network.node_ids
+        bonds = [[ids[self.network.bonds[b, 0]], ids[self.network.bonds[b, 1]]] for b in bd.bonds]
+        if a.get("bonds") != bonds:
+            raise RigError(
+                f"{name} owns bonds {a.get('bonds')}, network {self.network.name} says {bonds}"
+            )
+        if self.configs is not None:
+            want = expected_hash(self.configs[bd.id])
+            if a.get("cfg") != want:
+                raise RigError(
+                    f"{name} runs config {a.get('cfg')}, network {self.network.name} "
+                    f"generates {want} (deploy the config with insitu flash)"
+                )
+        return BoardInfo(
+            board=bd,
+            address=addr,
+            link=link,
+            uid=str(a.get("uid")),
+            firmware=str(a.get("fw")),
+            config_hash=str(a.get("cfg")),
+            boots=int(a.get("boots", 0)),
+            persist=str(a.get("persist")),
+        )
+
+    # ------------------------------------------------------------------ actuation
+
+    def _port_board(self, port: Port, carries: str) -> Board:
+        bd = self.network.board_of_node(port.node)
+        if bd is None or carries not in bd.carries:
+            raise RigError(f"no board with a {carries} actuator/sensor at node {port.node}")
+        return bd
+
+    def forces_off(self) -> None:
+        """Every force actuator off (one broadcast per link)."""
+        self.broadcast("force", {"off": True})
+        self._forces_on.clear()
+
+    def apply_forces(self, forces: Mapping[Port, float]) -> None:
+        """Set these forces (newtons); every force this rig had on elsewhere goes off.
+
+        Costs one message per port set or switched off — the inputs and outputs, never the
+        bonds. Call ``forces_off()`` once first to put an unknown bench in a known state.
+        """
+        for port in list(self._forces_on):
+            if port not in forces:
+                bd = self._port_board(port, "force")
+                self.request(bd, "force", {"axis": port.axis, "f": 0.0})
+                self._forces_on.discard(port)
+        for port, f in forces.items():
+            bd = self._port_board(port, "force")
+            self.request(bd, "force", {"axis": port.axis, "f": float(f)})
+            if f != 0.0:
+                self._forces_on.add(port)
+            else:
+                self._forces_on.discard(port)
+
+    def clamp(self, port: Port, u: float | None = None) -> None:
+        """Hold a DOF at u metres (None: where it is now)."""
+        bd = self._port_board(port, "clamp")
+        args: dict[str, Any] = {"axis": port.axis}
+        if u is not None:
+            args["u"] = float(u)
+        self.request(bd, "clamp", args)
+
+    def release(self, port: Port | None = None) -> None:
+        """Free one clamped DOF, or every clamp (one broadcast per link)."""
+        if port is None:
+            self.broadcast("release")
+        else:
+            self.request(self._port_board(port, "clamp"), "release", {"axis": port.axis})
+
+    def set_stiffness(self, k: np.ndarray) -> None:
+        """Command every bond's stiffness (network bond order; one message per board)."""
+        k = np.asarray(k, dtype=float)
+        if k.shape != (self.network.n_bonds,):
+            raise RigError(f"need {self.network.n_bonds} stiffness values, got {k.shape}")
+        for info in self.boards.values():
+            if info.board.bonds:
+                self.request(info.board, "set", {"k": [float(k[b]) for b in info.board.bonds]})
+
+    # ------------------------------------------------------------------ phases
+
+    def measure(
+        self,
+        phase: str,
+        tag: int = 0,
+        settle_ms: int = 0,
+        n: int = 1,
+        scale: float | None = None,
+        eta: float | None = None,
+        eps: float | None = None,
+        v: bool = False,
+    ) -> Measurement:
+        """Broadcast one measurement phase and wait for every board's (deferred) reply."""
+        args: dict[str, Any] = {"phase": phase, "tag": int(tag), "n": int(n)}
+        if settle_ms:
+            args["settle_ms"] = int(settle_ms)
+        for key, val in (("scale", scale), ("eta", eta), ("eps", eps)):
+            if val is not None:
+                args[key] = float(val)
+        if v:
+            args["v"] = True
+        # the node gives up after settle + 1000 + 250 n ms and says so; wait a little longer
+        timeout = self.timeout + (settle_ms + 1000 + 250 * n) / 1000.0
+        replies = self.broadcast("measure", args, timeout=timeout)
+        self.counters.loadings += 1
+        u: dict[Port, float] = {}
+        e = np.full(self.network.n_bonds, np.nan) if v else None
+        count = None
+        for addr, p in replies.items():
+            bd = self.boards[addr].board
+            for axis, val in enumerate(p.get("u", ())):
+                u[Port(bd.node, axis)] = float(val)
+            if e is not None:
+                for slot, val in enumerate(p.get("e", ())):
+                    e[bd.bonds[slot]] = float(val)
+            if "count" in p:
+                count = int(p["count"])
+        return Measurement(phase, int(tag), u, e, count)
+
+    def update(
+        self,
+        rule: str = "adjoint",
+        lr: float = 1.0,
+        opt: str = "sgd",
+        batch: int | None = None,
+        **hyper: float,
+    ) -> UpdateSummary:
+        """Every node takes its own optimiser step on what it accumulated (one broadcast)."""
+        args: dict[str, Any] = {"rule": rule, "lr": float(lr), "opt": opt}
+        if batch is not None:
+            args["batch"] = int(batch)
+        args.update({k: float(v) for k, v in hyper.items()})
+        replies = self.broadcast("update", args)
+        return UpdateSummary(
+            max_dk=max(float(p.get("max_dk", 0.0)) for p in replies.values()),
+            frozen=sum(int(p.get("frozen", 0)) for p in replies.values()),
+            count=max(int(p.get("count", 0)) for p in replies.values()),
+        )
+
+    def reset(self, opt: bool = False, k: bool = False) -> None:
+        """Forget accumulated samples and stored forward states (and moments, stiffness)."""
+        self.broadcast("reset", {"opt": opt, "k": k})
+
+    def tare(self, settle_ms: int = 0, n: int = 1) -> None:
+        """Zero the strain channels: forces off, clamps released, settle, tare, forget."""
+        self.forces_off()
+        self.release()
+        self.measure("forward", tag=0, settle_ms=settle_ms, n=n)
+        self.broadcast("configure", {"tare": True})
+        self.reset()
+
+    def save(self) -> None:
+        """Every node persists its stiffness and optimiser state to flash."""
+        self.broadcast("save")
+
+    # ------------------------------------------------------------------ reading back
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Every board's `state` payload (one request per board: diagnostics, not a step)."""
+        return {addr: self.request(info.board, "state") for addr, info in self.boards.items()}
+
+    def _per_bond(self, states: Mapping[str, dict[str, Any]], key: str) -> np.ndarray:
+        out = np.full(self.network.n_bonds, np.nan)
+        for addr, st in states.items():
+            bd = self.boards[addr].board
+            for slot, val in enumerate(st.get(key, ())):
+                out[bd.bonds[slot]] = float(val)
+        return out
+
+    def stiffness(self, states: Mapping[str, dict[str, Any]] | None = None) -> np.ndarray:
+        """Commanded stiffness per bond (network order), as the boards report it."""
+        return self._per_bond(self.state() if states is None else states, "k")
+
+    def accumulated(
+        self, states: Mapping[str, dict[str, Any]] | None = None
+    ) -> tuple[np.ndarray, int]:
+        """(Σ over samples of each bond's accumulated product, sample count) as reported."""
+        states = self.state() if states is None else states
+        counts = {int(st.get("count", 0)) for st in states.values() if st.get("g")}
+        if len(counts) > 1:
+            raise RigError(f"boards disagree on the accumulated sample count: {sorted(counts)}")
+        return self._per_bond(states, "g"), (counts.pop() if counts else 0)
+
+
+def _addr_key(addr: str) -> tuple[int, str]:
+    return (int(addr), "") if addr.isdigit() else (1 << 30, addr)
