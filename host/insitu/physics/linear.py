@@ -14,6 +14,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+
 from insitu_node.learning.convention import adjoint_force, adjoint_gradient
 
 # Networks up to this many free DOFs get an exact eigen check for mechanisms.

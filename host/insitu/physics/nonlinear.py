@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+
 from insitu_node.learning.convention import adjoint_force, adjoint_gradient
 
 from .linear import MechanismError, rest_lengths
@@ -100,7 +101,11 @@ def solve_nonlinear(
     u = np.zeros_like(f, dtype=float) if u0 is None else np.array(u0, dtype=float)
     scale = max(float(np.linalg.norm(f)), float(np.max(k)) * 1e-12)
     # below this Newton step (m) we are at the floating-point floor of the residual
-    tiny = 1e-14 * float(np.max(rest_lengths(positions, bonds)))
+    L0 = rest_lengths(positions, bonds)
+    tiny = 1e-14 * float(np.max(L0))
+    # rounding of the energy: s = |x_j - x_i| - L0 cancels, so its error is eps (L0 + |x|), not
+    # eps |s|; E inherits k |s| times that per bond, plus the rounding of f.u
+    reach = L0 + 2 * float(np.max(np.abs(positions)))
     E = energy(positions, bonds, k, u, f)
     res = np.inf
     for it in range(1, max_iter + 1):
@@ -126,7 +131,9 @@ def solve_nonlinear(
         slope = float(step @ r)
         # near equilibrium the energy decrease of a Newton step falls below the rounding of E;
         # accept steps within that floor, or the search stalls short of the residual tolerance
-        floor = 64 * np.finfo(float).eps * (0.5 * float(np.sum(k * s * s)) + abs(float(f @ u)))
+        floor = 64 * np.finfo(float).eps * (
+            float(np.sum(k * np.abs(s) * reach)) + float(np.sum(np.abs(f * u)))
+        )
         while True:
             trial = u.copy()
             trial[free] += t * step
