@@ -1,0 +1,33 @@
+"""Shared fixtures and the hypothesis profile. Keep this small; put helpers in their own modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NETWORKS = ROOT / "hardware" / "networks"
+LI_MAO = NETWORKS / "li-mao-2024.toml"
+
+# tests/ on the path, so test modules can `import strategies` however pytest imports them
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Shared 2-core machines: no per-example deadline; example counts are set per test and kept
+# modest (strategies.examples); HYPOTHESIS_PROFILE=thorough runs 20x as many.
+for _name in ("insitu", "thorough"):
+    settings.register_profile(_name, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "insitu"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def li_mao_path() -> Path:
+    return LI_MAO
