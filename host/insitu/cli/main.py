@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "network": "insitu.cli.network",
     "train": "insitu.cli.train",
     "emulate": "insitu.cli.emulate",
+    "board": "insitu.cli.board",
 }
 
 
