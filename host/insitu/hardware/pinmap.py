@@ -497,40 +497,45 @@ def _check_unique(ctx: _Ctx, uses: list[_Use]) -> None:
 
 
 def _check_pwm(ctx: _Ctx, chip: Chip, uses: list[_Use]) -> None:
+    """The PWM plan of every build the map offers (servo, coil)."""
     builds = sorted({u.build for u in uses if u.build is not None}) or ["servo"]
     for build in builds:
         pwms = [u for u in uses if u.kind == "pwm" and u.build in (None, build)]
-        if chip.pwm == "ledc":
-            if len(pwms) > ESP32_LEDC_CHANNELS:
-                raise ctx.fail(
-                    pwms[ESP32_LEDC_CHANNELS].where,
-                    f"{len(pwms)} PWM outputs in the {build} build; the ESP32 LEDC has "
-                    f"{ESP32_LEDC_CHANNELS} channels",
-                )
-            continue
-        by_slice: dict[int, _Use] = {}
-        by_channel: dict[tuple[int, str], _Use] = {}
-        for u in pwms:
-            sl, ch = rp2_slice(u.pin)
-            other = by_channel.get((sl, ch))
-            if other is not None and other.pin != u.pin:
-                raise ctx.fail(
-                    u.where,
-                    f"GP{u.pin} is PWM slice {sl} channel {ch}, the same channel as "
-                    f"GP{other.pin} ({other.where}): both would output one duty cycle",
-                )
-            other = by_slice.get(sl)
-            if other is not None and other.hz != u.hz:
-                raise ctx.fail(
-                    u.where,
-                    f"GP{u.pin} (PWM slice {sl} {ch}) runs at {u.hz} Hz but GP{other.pin} "
-                    f"({other.where}, slice {sl} {rp2_slice(other.pin)[1]}) runs at "
-                    f"{other.hz} Hz in the {build} build; a slice has one frequency "
-                    f"(GPIO 2k and 2k+1 share it, as do 2k+16 and 2k+17): move one to "
-                    f"another slice",
-                )
-            by_slice.setdefault(sl, u)
-            by_channel.setdefault((sl, ch), u)
+        _check_pwm_plan(ctx, chip, pwms, f"in the {build} build")
+
+
+def _check_pwm_plan(ctx: _Ctx, chip: Chip, pwms: list[_Use], context: str) -> None:
+    """PWM outputs that run together: one frequency per RP2 slice, one output per channel."""
+    if chip.pwm == "ledc":
+        if len(pwms) > ESP32_LEDC_CHANNELS:
+            raise ctx.fail(
+                pwms[ESP32_LEDC_CHANNELS].where,
+                f"{len(pwms)} PWM outputs {context}; the ESP32 LEDC has "
+                f"{ESP32_LEDC_CHANNELS} channels",
+            )
+        return
+    by_slice: dict[int, _Use] = {}
+    by_channel: dict[tuple[int, str], _Use] = {}
+    for u in pwms:
+        sl, ch = rp2_slice(u.pin)
+        other = by_channel.get((sl, ch))
+        if other is not None and other.pin != u.pin:
+            raise ctx.fail(
+                u.where,
+                f"GP{u.pin} is PWM slice {sl} channel {ch}, the same channel as "
+                f"GP{other.pin} ({other.where}): both would output one duty cycle",
+            )
+        other = by_slice.get(sl)
+        if other is not None and other.hz != u.hz:
+            raise ctx.fail(
+                u.where,
+                f"GP{u.pin} (PWM slice {sl} {ch}) runs at {u.hz} Hz but GP{other.pin} "
+                f"({other.where}, slice {sl} {rp2_slice(other.pin)[1]}) runs at {other.hz} Hz "
+                f"{context}; a slice has one frequency (GPIO 2k and 2k+1 share it, as do "
+                f"2k+16 and 2k+17): move one to another slice",
+            )
+        by_slice.setdefault(sl, u)
+        by_channel.setdefault((sl, ch), u)
 
 
 # ----------------------------------------------------------------------------- node configs
@@ -679,6 +684,16 @@ def apply_pins(
                 a["sensor"] = _sensor(d.sensor, d.pins, a.get("sensor", {}))
             else:
                 a["pins"] = dict(have[axis])
+    # the PWM plan of this config as built (a config may mix servo and coil bonds)
+    pwms = []
+    for i, b in enumerate(bonds):
+        el = b["element"]
+        hz = SERVO_HZ if el["type"] == "servo" else COIL_HZ
+        where = f"slot[{b.get('slot', i)}].{el['type']}.pwm"
+        pwms.append(_Use(where, el["pins"]["pwm"], "pwm", hz=hz))
+    for a in cfg.get("force", []):
+        pwms.append(_Use(f"force[{a['axis']}].pwm", a["pins"]["pwm"], "pwm", hz=COIL_HZ))
+    _check_pwm_plan(ctx, pinmap.chip, pwms, f"in node {cfg.get('node')}'s config")
     try:
         from_dict(cfg)
     except ConfigError as exc:
