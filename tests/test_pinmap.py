@@ -112,6 +112,71 @@ def test_coil_build_on_pico(li_mao_path: Path) -> None:
             assert b["element"]["pins"] == dict(pm.slots[i].coil)
 
 
+class _FakeFamily:
+    """Records what the firmware's real-board HAL assembly asks of a family module."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    class _Pin:
+        def value(self, v: int | None = None) -> int:
+            return 1  # HX711 DOUT high: no conversion ready
+
+        def duty_ns(self, ns: int) -> None: ...
+
+        def duty_u16(self, d: int) -> None: ...
+
+        def read_u16(self) -> int:
+            return 32768
+
+    def pin_in(self, n: int) -> _Pin:
+        self.calls.append(("in", n, 0))
+        return self._Pin()
+
+    def pin_out(self, n: int) -> _Pin:
+        self.calls.append(("out", n, 0))
+        return self._Pin()
+
+    def pwm(self, n: int, freq: int) -> _Pin:
+        self.calls.append(("pwm", n, freq))
+        return self._Pin()
+
+    def adc(self, n: int) -> _Pin:
+        self.calls.append(("adc", n, 0))
+        return self._Pin()
+
+    def uid(self) -> str:
+        return "e6614103e7"
+
+
+@pytest.mark.parametrize(("family", "element"), [("pico", "servo"), ("pico", "coil"),
+                                                 ("esp32", "servo")])  # fmt: skip
+def test_firmware_hal_builds_from_the_configs(family: str, element: str, li_mao_path: Path) -> None:
+    """The firmware's own HAL assembly (hal/board.py) on every li-mao-2024 config: each pin
+    is claimed once, in the direction the map intends, and no RP2 slice gets two frequencies."""
+    from insitu_node.hal.board import build
+
+    net = load_network(li_mao_path)
+    pm = load_pinmap(BOARDS / f"{family}.toml")
+    for board in net.boards:
+        cfg = node_config(net, board, bench_calibration(), family=pm.chip.firmware_family)
+        v, _ = from_dict(apply_pins(cfg, pm, element))
+        fam = _FakeFamily()
+        hal = build(v, fam, storage=None)
+        assert len(hal.strain) == len(hal.element) == len(board.bonds)
+        pins = [n for _, n, _ in fam.calls]
+        assert len(pins) == len(set(pins))
+        assert all(pm.chip.adc.get(n) for kind, n, _ in fam.calls if kind == "adc")
+        assert not any(
+            n in pm.chip.input_only for kind, n, _ in fam.calls if kind in ("out", "pwm")
+        )
+        if pm.chip.pwm == "rp2":
+            freq: dict[int, int] = {}
+            for kind, n, hz in fam.calls:
+                if kind == "pwm":
+                    assert freq.setdefault(rp2_slice(n)[0], hz) == hz
+
+
 def test_config_with_more_bonds_than_slots_is_refused(li_mao_path: Path) -> None:
     net = load_network(li_mao_path)
     pm = load_pinmap(BOARDS / "esp32.toml")
@@ -214,7 +279,7 @@ def test_refuses_non_adc_pin_for_adc_bridge() -> None:
 def test_refuses_non_adc_pin_for_analog_displacement() -> None:
     msg = refused('[[disp]]\naxis = "x"\nadc = 22\n')
     assert "disp[0].adc" in msg and "not an ADC pin" in msg
-    msg = refused('[[disp]]\naxis = "x"\nadc = 4\n', "esp32")  # no ADC at all... ADC2 actually
+    msg = refused('[[disp]]\naxis = "x"\nadc = 4\n', "esp32")  # GPIO 4 is ADC2
     assert "disp[0].adc" in msg and "ADC2" in msg and "Wi-Fi" in msg
     msg = refused('[[disp]]\naxis = "x"\nadc = 23\n', "esp32")
     assert "GPIO 23 is not an ADC pin" in msg
