@@ -19,7 +19,9 @@ COMMANDS: dict[str, str] = {
     "network": "insitu.cli.network",
     "train": "insitu.cli.train",
     "emulate": "insitu.cli.emulate",
+    "gradcheck": "insitu.cli.gradcheck",
     "board": "insitu.cli.board",
+    "bench": "insitu.cli.bench",
 }
 
 

@@ -1,0 +1,145 @@
+"""Benchmarks: commands that measure, print JSON and write a plot (DESIGN.md section 6).
+
+Each benchmark is a module registered in ``BENCHMARKS`` (name -> module path) and run by
+``insitu bench NAME [--quick] [--json] [--out DIR]``. A benchmark module defines:
+
+- ``HELP``: one line;
+- ``add_arguments(parser)``: its own flags (the CLI adds --quick, --json and --out);
+- ``run(args) -> dict``: the measurement; a JSON-able dict that includes ``machine_info()``;
+- ``summary(result) -> str``: a short readable table (printed without --json);
+- ``write(result, out_dir) -> list[Path]``: files beside ``NAME.json`` (a PNG, a Markdown table).
+
+Modules must be cheap to import (the CLI imports them to build its parser): import matplotlib,
+the emulator or anything heavy inside functions. Tests never assert wall-clock times; they run a
+benchmark on tiny sizes and check its keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+# name -> module; add a line here for each new benchmark (gradient, paper, methods, host,
+# firmware).
+BENCHMARKS: dict[str, str] = {
+    "solver": "insitu.bench.solver",
+}
+
+
+def cpu_model() -> str:
+    """The CPU's model name, best effort (Linux /proc/cpuinfo, macOS sysctl, platform)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        import subprocess
+
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def memory_bytes() -> int | None:
+    """Total physical memory, if the platform says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available for new allocations (Linux MemAvailable), if known."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What a benchmark ran on: CPU, cores, memory, Python and library versions."""
+    import numpy
+    import scipy
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        usable = os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "memory_bytes": memory_bytes(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "blas_threads": blas_thread_counts(),
+    }
+
+
+def _openblas_libs() -> list[tuple[ctypes.CDLL, str, str]]:
+    """(library, get symbol, set symbol) for each OpenBLAS numpy/scipy loaded (Linux only)."""
+    found = []
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        return found
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("", "64_"):
+            for prefix in ("openblas", "scipy_openblas"):
+                get, set_ = f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}"
+                if hasattr(lib, get) and hasattr(lib, set_):
+                    found.append((lib, get, set_))
+    return found
+
+
+def blas_thread_counts() -> list[int]:
+    """Threads of every OpenBLAS loaded by numpy/scipy (empty if unknown)."""
+    import numpy  # noqa: F401  (load the libraries)
+    import scipy.linalg  # noqa: F401
+
+    return [int(getattr(lib, get)()) for lib, get, _ in _openblas_libs()]
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[bool]:
+    """Run the block with n BLAS threads where that can be set; yields whether it was."""
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+
+    libs = _openblas_libs()
+    before = [int(getattr(lib, get)()) for lib, get, _ in libs]
+    for lib, _, set_ in libs:
+        getattr(lib, set_)(ctypes.c_int(n))
+    try:
+        yield bool(libs)
+    finally:
+        for (lib, _, set_), b in zip(libs, before, strict=True):
+            getattr(lib, set_)(ctypes.c_int(b))
