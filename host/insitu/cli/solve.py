@@ -15,7 +15,7 @@ from insitu.physics.nonlinear import solve_nonlinear
 HELP = "print the equilibrium of a network under point loads (SI units)"
 
 
-def parse_load(text: str, dim: int = 2) -> tuple[int, list[float]]:
+def parse_load(text: str, dim: int = 2, flag: str = "--load") -> tuple[int, list[float]]:
     """'NODE:FX,FY' -> (node id, [fx, fy]) in newtons."""
     from insitu.cli.main import UserError
 
@@ -25,11 +25,13 @@ def parse_load(text: str, dim: int = 2) -> tuple[int, list[float]]:
         node = int(node_s)
         vec = [float(c) for c in parts]
     except ValueError:
-        raise UserError(f"--load {text!r}: expected NODE:FX,FY with numbers, e.g. 11:0,-0.049")
+        raise UserError(f"{flag} {text!r}: expected NODE:FX,FY with numbers, e.g. 11:0,-0.049")
     if not all(math.isfinite(v) for v in vec):
-        raise UserError(f"--load {text!r}: forces must be finite numbers (N)")
+        raise UserError(f"{flag} {text!r}: forces must be finite numbers (N)")
     if not sep or len(vec) != dim:
-        raise UserError(f"--load {text!r}: expected NODE:{','.join('F' + a for a in AXES[:dim])}")
+        raise UserError(
+            f"{flag} {text!r}: expected NODE:{','.join('F' + a.upper() for a in AXES[:dim])}"
+        )
     return node, vec
 
 
@@ -38,7 +40,7 @@ def load_vector(net: Network, loads: list[str], flag: str = "--load") -> np.ndar
 
     f = np.zeros(net.n_nodes * net.dim)
     for text in loads:
-        node, vec = parse_load(text, net.dim)
+        node, vec = parse_load(text, net.dim, flag)
         if node not in net.node_ids:
             raise UserError(f"{flag} {text!r}: node {node} is not in {net.source}")
         if node in net.fixed:

@@ -80,9 +80,13 @@ class MicroPythonLab:
                 name=f"{network.name}/board-{bd.id}",
             )
 
-    def start(self) -> MicroPythonLab:
+    def start(self, wait: float = 30.0) -> MicroPythonLab:
+        """Power the boards on and wait until each firmware has announced its boot."""
         for b in self.boards.values():
             b.start()
+        if wait:
+            for b in self.boards.values():
+                b.wait_output(b'"ev":"boot"', timeout=wait)
         return self
 
     def ports(self) -> dict[int, str]:

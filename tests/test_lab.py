@@ -1,0 +1,139 @@
+"""The emulated lab: real firmware nodes on the world, the gradient they compute, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from insitu.cli.main import main
+from insitu.deploy.nodeconfig import expected_hash, node_config
+from insitu.emulator.gradcheck import run_gradcheck
+from insitu.emulator.inprocess import InProcessLab
+from insitu.links import SerialLink
+from insitu.network.schema import load_network
+from insitu_node.config import from_dict
+from insitu_node.protocol import codec
+
+LI_MAO = "hardware/networks/li-mao-2024.toml"
+
+
+@pytest.fixture(scope="module")
+def net(repo_root):
+    return load_network(repo_root / LI_MAO)
+
+
+def _vectors(net):
+    load = np.zeros(net.n_nodes * net.dim)
+    load[net.index(11) * 2 + 1] = -0.049
+    f_adj = np.zeros_like(load)
+    f_adj[net.index(13) * 2 + 1] = 1e-3
+    f_adj[net.index(14) * 2 + 1] = -5e-4
+    return load, f_adj
+
+
+def test_every_board_config_is_accepted_by_the_firmware(net):
+    lab = InProcessLab(net)
+    for bd in net.boards:
+        cfg = node_config(net, bd, lab.calibration)
+        validated, h = from_dict(cfg)
+        assert h == expected_hash(cfg)
+        assert [tuple(b["bond"]) for b in validated["bonds"]] == [
+            net.bond_ids()[b] for b in bd.bonds
+        ]
+
+
+def test_ideal_in_process_gradient_equals_exact(net):
+    load, f_adj = _vectors(net)
+    res = run_gradcheck(net, load, f_adj, "ideal")
+    assert res.rel_err < 1e-9
+    assert np.all(np.isfinite(res.insitu))
+    # the check is not vacuous: every bond carries a gradient
+    assert np.count_nonzero(np.abs(res.exact) > 1e-3 * np.abs(res.exact).max()) > 10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_realistic_gradient_cosine(net, seed):
+    load, f_adj = _vectors(net)
+    res = run_gradcheck(net, load, f_adj, "realistic", seed=seed)
+    assert res.cosine >= 0.99
+    assert res.rel_err > 1e-6  # realistic parts are not ideal ones
+
+
+def test_gradcheck_cli_json(capsys, repo_root):
+    rc = main(
+        [
+            "gradcheck",
+            str(repo_root / LI_MAO),
+            "--load",
+            "11:0,-0.049",
+            "--adjoint",
+            "13:0,0.001",
+            "--adjoint",
+            "14:0,-0.0005",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"bonds", "cosine", "rel_err"}
+    assert len(out["bonds"]) == 28
+    assert set(out["bonds"][0]) >= {"i", "j", "insitu", "exact"}
+    assert out["rel_err"] < 1e-9
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--adjoint", "9:0,0.001"], "node 9 has no board with a force actuator"),
+        (["--adjoint", "1:0,0.001"], "node 1 is fixed"),
+        (["--adjoint", "13:0"], "expected NODE:FX,FY"),
+    ],
+)
+def test_gradcheck_cli_bad_input(capsys, repo_root, extra, message):
+    rc = main(["gradcheck", str(repo_root / LI_MAO), "--load", "11:0,-0.049", *extra])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_emulate_serves_boards_on_serial_ports(repo_root):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "insitu.cli.main",
+            "emulate",
+            str(repo_root / LI_MAO),
+            "--profile",
+            "ideal",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=repo_root,
+    )
+    try:
+        header = proc.stdout.readline()
+        assert "14 in-process boards" in header
+        ports = {}
+        for _ in range(14):
+            port, board, node = proc.stdout.readline().rstrip("\n").split("\t")
+            ports[int(board.split()[1])] = port
+        link = SerialLink(ports[11])
+        link.send(codec.encode(7, "11", "identify", {}))
+        deadline = time.monotonic() + 5
+        frame = None
+        while frame is None and time.monotonic() < deadline:
+            frame = codec.parse(link.receive(1.0) or "")
+        assert frame is not None and frame.seq == 7 and frame.args["id"] == "11"
+        assert frame.args["bonds"] == [[7, 11], [8, 11]]
+        link.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
