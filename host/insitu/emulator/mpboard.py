@@ -182,8 +182,25 @@ def _board_termios(fd: int) -> None:
     termios.tcsetattr(fd, termios.TCSANOW, a)
 
 
-def _make_controlling_tty() -> None:  # runs in the child between fork and exec
+def _prctl() -> Callable[..., int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    # the interpreter's pty becomes its controlling terminal, so Ctrl-C (ISIG) -> SIGINT
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # die with the supervisor thread that started it, even if the host process is killed
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _unique_hex(unique_id: bytes | str | int) -> str:
@@ -322,6 +339,7 @@ class MicroPythonBoard:
         self.out_dropped = 0
         self._gate = False
         self._gate_deadline: float | None = None
+        self._gate_poll_at: float | None = None  # waiting for the REPL's tty to go raw
         self._out_state = "pass"  # pass | prompt | rawboot | rawbanner | rawenter
         self._scan = bytearray()
         self._mode = "friendly"
@@ -597,7 +615,7 @@ class MicroPythonBoard:
                 self._update_interest()
                 now = time.monotonic()
                 deadlines = [d for d in (self._wdt_deadline, self._gate_deadline,
-                                         self._respawn_at) if d is not None]
+                                         self._gate_poll_at, self._respawn_at) if d is not None]
                 timeout = max(0.0, min(deadlines) - now) if deadlines else None
                 for key, mask in sel.select(timeout):
                     key.data(mask)
@@ -622,8 +640,12 @@ class MicroPythonBoard:
         now = time.monotonic()
         if self._wdt_deadline is not None and now >= self._wdt_deadline:
             self._hard_reset(WDT_RESET, drain=True)
+        if self._gate_poll_at is not None and now >= self._gate_poll_at:
+            self._open_gate_at_prompt()
         if self._gate_deadline is not None and now >= self._gate_deadline:
-            self._open_gate()  # safety valve: the interpreter never said it was ready
+            # safety valve: the interpreter never said it was ready
+            self._event("gate-timeout", f"{self._out_state} {bytes(self._scan[-80:])!r}")
+            self._open_gate()
         if self._respawn_at is not None and now >= self._respawn_at:
             args = self._respawn_args
             self._respawn_at = self._respawn_args = None
@@ -821,7 +843,7 @@ class MicroPythonBoard:
                 cwd=self.flash_dir,
                 env=self._child_env(run_boot, run_main, cause),
                 start_new_session=True,
-                preexec_fn=_make_controlling_tty,
+                preexec_fn=_child_setup,
                 close_fds=True,
             )
         except BaseException:
@@ -834,14 +856,32 @@ class MicroPythonBoard:
         self._prev_cr = False
         self._gate = False
         self._gate_deadline = now + _GATE_TIMEOUT
+        self._gate_poll_at = None
         self._out_state = "rawboot" if raw else "pass"
         self._scan.clear()
         self._event("boot", why)
 
     def _open_gate(self) -> None:
         self._gate = True
-        self._gate_deadline = None
+        self._gate_deadline = self._gate_poll_at = None
         self._pump_in()
+
+    def _open_gate_at_prompt(self) -> None:
+        """The REPL prints its prompt before it puts its tty in raw mode, and in between the
+        unix port has no SIGINT handler (SIG_DFL): a Ctrl-C forwarded then would kill it.
+        So host input waits until the tty really is raw (on Linux, tcgetattr on the master
+        reports the slave's modes), checked every millisecond."""
+        self._gate_poll_at = None
+        if self._child_m < 0:
+            return
+        try:
+            lflag = termios.tcgetattr(self._child_m)[3]
+        except termios.error:
+            lflag = 0
+        if lflag & termios.ISIG:
+            self._gate_poll_at = time.monotonic() + 0.001
+        else:
+            self._open_gate()
 
     def _on_child(self, mask: int) -> None:
         if mask & selectors.EVENT_READ:
@@ -899,7 +939,7 @@ class MicroPythonBoard:
             if _FRIENDLY_PROMPT in self._scan or _RAW_PROMPT in self._scan:
                 self._scan.clear()
                 self._out_state = "pass"
-                self._open_gate()
+                self._open_gate_at_prompt()
             elif len(self._scan) > 4096:
                 del self._scan[:-64]
         elif st == "rawboot":  # boot.py output of a raw-REPL soft reboot: pass it on
@@ -921,7 +961,7 @@ class MicroPythonBoard:
                 self._mode = "raw"
                 self._tail = b""
                 self._emit(rest)
-                self._open_gate()
+                self._open_gate_at_prompt()
 
     def _track_mode(self, data: bytes) -> None:
         buf = self._tail + data
@@ -958,7 +998,7 @@ class MicroPythonBoard:
                 c.sock.close()
             del self._conns[fd]
         self._gate = False
-        self._gate_deadline = None
+        self._gate_deadline = self._gate_poll_at = None
 
     def _kill_child(self) -> None:
         p = self._proc
