@@ -1,0 +1,125 @@
+"""What every training method shares: its configuration, its record, and the callback seam.
+
+A method module (insitu.trainers.<method>) exposes ``train(net, task, config, callbacks=())``
+returning a ``TrainResult``. Trainers never print; progress bars, run stores and plots hook in
+through ``Callback.on_step`` / ``on_epoch`` (and ``on_start`` / ``on_end``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch: int = 16
+    lr: float = 1.0  # N/m per step (Adam: roughly the largest change of a bond per step)
+    seed: int = 0
+    optimiser: str = "adam"
+    mu: float = 0.9  # momentum
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One optimiser step (one mini-batch)."""
+
+    epoch: int  # 1-based
+    step: int  # 1-based, counted over the whole run
+    batch: np.ndarray  # sample indices of the batch
+    loss: float  # mean loss of the batch at the stiffness *before* the step
+    grad: np.ndarray  # dL/dk per bond of the batch mean loss (loss units per N/m)
+    k: np.ndarray  # stiffness after the step (a copy)
+    max_dk: float
+    at_bound: int
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Scores after an epoch (epoch 0 = the initial stiffness), on the whole train/test sets."""
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    train_accuracy: float | None
+    test_accuracy: float | None
+    k: np.ndarray  # stiffness at the end of the epoch (a copy)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("k")
+        return d
+
+
+class Callback:
+    """Override what you need; every hook is a no-op by default."""
+
+    def on_start(self, net: Any, task: Any, config: TrainConfig, k: np.ndarray) -> None:
+        pass
+
+    def on_step(self, info: StepInfo) -> None:
+        pass
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        pass
+
+    def on_end(self, result: TrainResult) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    method: str
+    task: str
+    config: TrainConfig
+    k_init: np.ndarray
+    k_final: np.ndarray
+    history: list[EpochRecord] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def final(self) -> EpochRecord:
+        return self.history[-1]
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers; final_loss is the mean training loss at the final stiffness."""
+        f = self.final
+        return {
+            "method": self.method,
+            "task": self.task,
+            "seed": self.config.seed,
+            "epochs": self.config.epochs,
+            "train_accuracy": f.train_accuracy,
+            "test_accuracy": f.test_accuracy,
+            "final_loss": f.train_loss,
+            "test_loss": f.test_loss,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.summary()
+        d["config"] = asdict(self.config)
+        d["steps"] = self.steps
+        d["k_init"] = self.k_init.tolist()
+        d["k_final"] = self.k_final.tolist()
+        d["history"] = [r.to_dict() for r in self.history]
+        return d
+
+
+def notify(callbacks: Sequence[Callback], hook: str, *args: Any) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(*args)
