@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "solve": "insitu.cli.solve",
     "network": "insitu.cli.network",
     "train": "insitu.cli.train",
+    "demo": "insitu.cli.demo",
     "emulate": "insitu.cli.emulate",
     "gradcheck": "insitu.cli.gradcheck",
     "board": "insitu.cli.board",

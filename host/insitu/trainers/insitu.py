@@ -17,12 +17,22 @@ output forces and two measure broadcasts — independent of the number of bonds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from insitu.network.schema import Port
+from insitu.network.schema import Network, Port
+from insitu.rig.lab import emulated_rig
 from insitu.rig.session import Rig
+from insitu.tasks.base import Task
+from insitu.trainers.common import (
+    Callback,
+    EpochRecord,
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    notify,
+)
 
 # dL/du at the outputs of one sample from its measured output displacements: (loss, grad)
 LossGrad = Callable[[np.ndarray, int], tuple[float, np.ndarray]]
@@ -37,6 +47,9 @@ class Phases:
     settle_ms: int = 0  # wait after a load change before sampling (≈ 5 τ on a real bench)
     n: int = 1  # conversions averaged per phase
     adjoint_peak: float = ADJOINT_PEAK_N  # largest adjoint force, newtons
+    # readings smaller than this (m) are taken as this, sign kept: a sensor reading 0 says
+    # |u| < half a step, not u = 0, and a loss of ln|u| must not see 1/0 (AS5311: 0.49 µm)
+    u_floor: float = 0.0
 
 
 @dataclass
@@ -57,7 +70,10 @@ def forward(
     """Apply one sample's input forces (all else off), measure, return output displacements."""
     rig.apply_forces({p: float(f) for p, f in zip(inputs, x, strict=True)})
     m = rig.measure("forward", tag=tag, settle_ms=phases.settle_ms, n=phases.n)
-    return m.outputs(outputs)
+    u = m.outputs(outputs)
+    if phases.u_floor > 0:
+        u = np.where(u >= 0, 1.0, -1.0) * np.maximum(np.abs(u), phases.u_floor)
+    return u
 
 
 def adjoint(rig: Rig, outputs: Sequence[Port], dL_du: np.ndarray, tag: int, phases: Phases) -> None:
@@ -89,3 +105,107 @@ def accumulate_batch(
         losses.append(loss)
         outs.append(u)
     return BatchResult(float(np.mean(losses)), np.array(outs), rig.counters.loadings - before)
+
+
+# ---------------------------------------------------------------------------- the training loop
+
+METHOD = "insitu"
+
+
+@dataclass
+class InSituResult(TrainResult):
+    """A TrainResult plus what the bench spent: loadings (phases) and messages."""
+
+    measurements: int = 0  # physical loadings (measure phases), tare and evaluation included
+    counters: dict = field(default_factory=dict)
+
+
+def evaluate(rig: Rig, task: Task, idx: np.ndarray, phases: Phases) -> tuple[float, float | None]:
+    """(mean loss, accuracy) of samples idx from forward phases only.
+
+    A forward phase stores elongations under a tag but never touches the accumulators, so an
+    evaluation between batches leaves the nodes' learning state as it was.
+    """
+    io = rig.network.io_set(task.io)
+    U = np.array([forward(rig, io.inputs, io.outputs, task.inputs[s], 0, phases) for s in idx])
+    loss, _ = task.value_and_grad(U, idx)
+    return float(np.mean(loss)), task.accuracy(U, idx)
+
+
+def train(
+    net: Network,
+    task: Task,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    rig: Rig | None = None,
+    profile: str = "ideal",
+    phases: Phases | None = None,
+    eval_every: int = 1,
+) -> InSituResult:
+    """Train ``task`` in situ on the boards behind ``rig`` (default: in-process emulated boards
+    with ``profile``). Same seed → same batches as ``insilico.train``.
+
+    Scores (forward phases on the whole train and test sets) are recorded at epoch 0, every
+    ``eval_every`` epochs and at the last one; they cost ``n_samples`` loadings each time.
+    ``StepInfo.grad`` is NaN: the host never sees per-bond gradients in this method.
+    """
+    if rig is None:
+        _, rig = emulated_rig(net, profile, seed=config.seed)
+    if phases is None:
+        real = profile != "ideal"
+        phases = Phases(settle_ms=settle_ms_for(net, profile), u_floor=1e-6 if real else 0.0)
+    io = net.io_set(task.io)
+    rig.tare(settle_ms=phases.settle_ms, n=phases.n)
+    rig.reset(opt=True)
+    k = rig.stiffness()
+    rng = np.random.default_rng([config.seed, 0x1A5])  # as insilico.train: same batches
+    result = InSituResult(METHOD, task.name, config, k.copy(), k.copy())
+    notify(callbacks, "on_start", net, task, config, k.copy())
+    unknown = np.full(net.n_bonds, np.nan)
+    hyper = {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
+
+    def record(epoch: int) -> None:
+        kk = rig.stiffness()
+        tr_loss, tr_acc = evaluate(rig, task, task.train, phases)
+        te_loss, te_acc = evaluate(rig, task, task.test, phases)
+        rec = EpochRecord(epoch, tr_loss, te_loss, tr_acc, te_acc, kk)
+        result.history.append(rec)
+        notify(callbacks, "on_epoch", rec)
+
+    record(0)
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        order = rng.permutation(task.train)
+        for start in range(0, order.size, config.batch):
+            idx = order[start : start + config.batch]
+            X, y = task.inputs[idx], task.targets[idx]
+            b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, phases)
+            rep = rig.update(
+                rule="adjoint", lr=config.lr, opt=config.optimiser, batch=idx.size, **hyper
+            )
+            step += 1
+            notify(
+                callbacks,
+                "on_step",
+                StepInfo(epoch, step, idx, b.loss, unknown, unknown, rep.max_dk, rep.frozen),
+            )
+        if epoch == config.epochs or epoch % max(1, eval_every) == 0:
+            record(epoch)
+    result.k_final = rig.stiffness()
+    result.steps = step
+    result.measurements = rig.counters.loadings
+    result.counters = rig.counters.snapshot()
+    notify(callbacks, "on_end", result)
+    return result
+
+
+def settle_ms_for(net: Network, profile: str) -> int:
+    """10 τ: the previous phase's residual is e^-10 ≈ 5e-5 of the step.
+
+    5 τ is not enough: after a forward phase the adjoint phase still carries 0.7 % of the
+    forward elongation, which adds a bias ∝ e² of one sign to every bond's product — on Iris
+    (whose gradient is a small difference of per-class terms) that stalls learning.
+    """
+    if profile == "ideal":
+        return 0
+    return int(round(10 * net.relaxation_time * 1000))
