@@ -137,3 +137,10 @@ def test_emulate_serves_boards_on_serial_ports(repo_root):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_ideal_micropython_gradient_equals_exact(net):
+    """Real MicroPython processes on ptys, the firmware in their flash, emubus to the world."""
+    load, f_adj = _vectors(net)
+    res = run_gradcheck(net, load, f_adj, "ideal", micropython=True)
+    assert res.rel_err < 1e-9

@@ -206,6 +206,16 @@ class Node:
         """A measurement is in hand (the emulator ticks busy nodes every period)."""
         return self._mstate != IDLE
 
+    def due_ms(self):
+        """ms until a tick can change anything (None when idle): an emulator skips the settle
+        delay in one jump instead of ticking through it."""
+        st = self._mstate
+        if st == IDLE:
+            return None
+        if st == SETTLE:
+            return max(0, ticks_diff(self._mt0, self.now))
+        return 0
+
     def step(self, now):
         """tick + service: what an emulator calls per virtual control period."""
         if self.tick(now):

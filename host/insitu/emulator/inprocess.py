@@ -110,6 +110,10 @@ class InProcessLab:
     def _busy(self) -> bool:
         return any(n.busy for n in self.nodes.values())
 
+    def _due_ms(self) -> int | None:
+        dues = [d for n in self.nodes.values() if (d := n.due_ms()) is not None]
+        return min(dues) if dues else None
+
     def advance(self, ms: float) -> None:
         """Let `ms` of virtual time pass, ticking nodes while any has work in hand."""
         end = self.clock.now_ms() + ms
@@ -120,8 +124,14 @@ class InProcessLab:
             self._tick_all()
 
     def step(self) -> None:
-        """One control period for every node."""
-        self.clock.sleep_ms(self.period_ms)
+        """Time to the next control tick that can change anything, then that tick.
+
+        While every busy node is still settling nothing it does depends on the ticks in
+        between (a servo holds, the tick only checks the time), so they are skipped.
+        """
+        due = self._due_ms() or 0
+        period = self.period_ms
+        self.clock.sleep_ms(max(period, -(-due // period) * period))
         self._tick_all()
 
     def _tick_all(self) -> None:
@@ -141,6 +151,8 @@ class MemoryLink:
     ``receive(timeout)`` counts its timeout in virtual seconds. A broadcast reaches every board
     on the link in one send, as on a shared bus.
     """
+
+    virtual = True  # time passes only when receive() runs the nodes
 
     def __init__(self, lab: InProcessLab, boards: list[int]) -> None:
         self.lab = lab

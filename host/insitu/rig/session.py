@@ -305,22 +305,7 @@ class Rig:
         another firmware or protocol version, a board reporting a bad config, or a config hash
         that differs from the one generated from the network file.
         """
-        found: dict[str, tuple[int, codec.Frame]] = {}
-        for i, w in enumerate(self._wires):
-            expect = set(self._by_addr) - found.keys()
-            got: dict[str, codec.Frame] = {}
-            seq = self._next_seq(w)
-            self.counters.by_op["identify"] = self.counters.by_op.get("identify", 0) + 1
-            self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
-            self._collect_all(w, seq, expect, got)
-            for addr, f in got.items():
-                if addr in found:
-                    raise RigError(
-                        f"{self._name(addr)} answers on two links: "
-                        f"{getattr(self._wires[found[addr][0]].link, 'name', '?')} and "
-                        f"{getattr(w.link, 'name', '?')}"
-                    )
-                found[addr] = (i, f)
+        found = self._discover()
         unknown = sorted(set(found) - set(self._by_addr), key=_addr_key)
         if unknown:
             raise RigError(
@@ -341,37 +326,68 @@ class Rig:
             self._wires[info.link].boards.add(addr)
         return infos
 
-    def _collect_all(
-        self, w: _Wire, seq: int, expect: set[str], got: dict[str, codec.Frame]
-    ) -> None:
-        # identify goes to boards we do not know are there: listen until the link is quiet,
-        # and ask again (same frame) for the ones that have not answered yet
+    def _discover(self) -> dict[str, tuple[int, codec.Frame]]:
+        """Broadcast identify on every link at once and listen to all of them together.
+
+        Which board sits on which link is what we are finding out, so no link can be waited
+        on for a given board: poll every link in turn until every expected board has
+        answered, asking again (same frame) on each retry period.
+        """
+        found: dict[str, tuple[int, codec.Frame]] = {}
+        seqs = []
+        for w in self._wires:
+            seq = self._next_seq(w)
+            seqs.append(seq)
+            self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
+        self.counters.by_op["identify"] = self.counters.by_op.get("identify", 0) + 1
+        expect = set(self._by_addr)
         for attempt in range(self.retries + 1):
             if attempt:
-                self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
-                self.counters.retries += 1
-            while True:
-                line = w.link.receive(self.timeout)
-                if line is None:
-                    break
-                try:
-                    f = codec.decode(line)
-                except codec.NotFrame:
-                    self.counters.skipped += 1
-                    continue
-                except codec.FrameError:
-                    self.counters.corrupt += 1
-                    continue
-                if f.op == "evt":
-                    self.counters.events += 1
-                    self.events.append((f.addr, f.args))
-                elif f.op in ("ok", "err") and f.seq == seq and f.addr not in got:
-                    got[f.addr] = f
-                    self.counters.replies += 1
-                if expect <= got.keys():
-                    break
-            if expect <= got.keys():
-                return
+                for w, seq in zip(self._wires, seqs, strict=True):
+                    self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
+                    self.counters.retries += 1
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline and not expect <= found.keys():
+                quiet = True
+                for i, w in enumerate(self._wires):
+                    line = w.link.receive(0.01)
+                    if line is None:
+                        continue
+                    quiet = False
+                    f = self._frame(line)
+                    if f is None:
+                        continue
+                    if f.op in ("ok", "err") and f.seq == seqs[i]:
+                        if f.addr in found and found[f.addr][0] != i:
+                            raise RigError(
+                                f"{self._name(f.addr)} answers on two links: "
+                                f"{getattr(self._wires[found[f.addr][0]].link, 'name', '?')} "
+                                f"and {getattr(w.link, 'name', '?')}"
+                            )
+                        if f.addr not in found:
+                            found[f.addr] = (i, f)
+                            self.counters.replies += 1
+                if quiet and all(getattr(w.link, "virtual", False) for w in self._wires):
+                    break  # emulated links: nothing more can come without time passing
+            if expect <= found.keys():
+                break
+        return found
+
+    def _frame(self, line: str) -> codec.Frame | None:
+        """Decode a received line, counting what is not a reply; events are logged."""
+        try:
+            f = codec.decode(line)
+        except codec.NotFrame:
+            self.counters.skipped += 1
+            return None
+        except codec.FrameError:
+            self.counters.corrupt += 1
+            return None
+        if f.op == "evt":
+            self.counters.events += 1
+            self.events.append((f.addr, f.args))
+            return None
+        return f
 
     def _verify(self, addr: str, link: int, f: codec.Frame) -> BoardInfo:
         bd = self._by_addr[addr]
