@@ -131,8 +131,10 @@ def solve_nonlinear(
         slope = float(step @ r)
         # near equilibrium the energy decrease of a Newton step falls below the rounding of E;
         # accept steps within that floor, or the search stalls short of the residual tolerance
-        floor = 64 * np.finfo(float).eps * (
-            float(np.sum(k * np.abs(s) * reach)) + float(np.sum(np.abs(f * u)))
+        floor = (
+            64
+            * np.finfo(float).eps
+            * (float(np.sum(k * np.abs(s) * reach)) + float(np.sum(np.abs(f * u))))
         )
         while True:
             trial = u.copy()
