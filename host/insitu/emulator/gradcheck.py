@@ -16,9 +16,9 @@ from insitu.emulator.world import World
 from insitu.network.schema import Network, Port
 from insitu.rig.session import Rig
 
-# The adjoint is injected at this peak force (5 g, the paper's largest load) and the scale is
-# divided out on the nodes: unscaled adjoint forces drown in actuator offsets (docs/emulator.md).
-ADJOINT_PEAK_N = 0.049
+# The adjoint is injected at a 5 g peak and the scale divided out on the nodes: unscaled
+# adjoint forces drown in actuator offsets (docs/emulator.md).
+from insitu.trainers.insitu import ADJOINT_PEAK_N
 
 
 @dataclass

@@ -50,6 +50,9 @@ class Phases:
     # readings smaller than this (m) are taken as this, sign kept: a sensor reading 0 says
     # |u| < half a step, not u = 0, and a loss of ln|u| must not see 1/0 (AS5311: 0.49 µm)
     u_floor: float = 0.0
+    # re-zero the strain channels every this many epochs (0: only at the start): HX711
+    # bridges drift (~2 counts/s realistic), and 100 epochs is ~30 h of bench time
+    tare_every: int = 0
 
 
 @dataclass
@@ -153,7 +156,11 @@ def train(
         _, rig = emulated_rig(net, profile, seed=config.seed)
     if phases is None:
         real = profile != "ideal"
-        phases = Phases(settle_ms=settle_ms_for(net, profile), u_floor=1e-6 if real else 0.0)
+        phases = Phases(
+            settle_ms=settle_ms_for(net, profile),
+            u_floor=1e-6 if real else 0.0,
+            tare_every=1 if real else 0,
+        )
     io = net.io_set(task.io)
     rig.tare(settle_ms=phases.settle_ms, n=phases.n)
     rig.reset(opt=True)
@@ -175,6 +182,8 @@ def train(
     record(0)
     step = 0
     for epoch in range(1, config.epochs + 1):
+        if phases.tare_every and epoch > 1 and (epoch - 1) % phases.tare_every == 0:
+            rig.tare(settle_ms=phases.settle_ms, n=phases.n)
         order = rng.permutation(task.train)
         for start in range(0, order.size, config.batch):
             idx = order[start : start + config.batch]
