@@ -1,0 +1,413 @@
+"""`insitu flash`: copy the firmware and each board's generated config.json with mpremote.
+
+    insitu flash NETWORK --node 3 --port /dev/ttyACM0      one board
+    insitu flash NETWORK --all [--port P ...]              every board, matched by unique id
+    insitu flash NETWORK --all --check                     verify only: write nothing
+
+Everything that can be checked before writing is checked before writing (network file, node,
+pin map, firmware tree, ports, which board is on which port); such errors are one line on
+stderr and exit status 2, with nothing written to any board. A board that was written but
+does not identify as expected afterwards is a FAILED line and exit status 1.
+See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "copy firmware + each board's config.json with mpremote, reset, verify (docs/deploy.md)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="network file (hardware/networks/*.toml)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--node", type=int, metavar="ID", help="the board (id) to flash")
+    which.add_argument(
+        "--all", action="store_true", help="every board of the network, matched by unique id"
+    )
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="serial port (device path, socket://, rfc2217://); one with --node, any number "
+        "with --all (default with --all: every serial port the OS lists)",
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="UID=BOARD",
+        help="board unique id (hex, as `insitu ports` shows) = board id; overrides the "
+        "network file's unique_id",
+    )
+    p.add_argument("--pins", help="pin map (default: hardware/boards/<family>.toml)")
+    p.add_argument(
+        "--family",
+        choices=("pico", "pico2", "esp32", "emu"),
+        help="board family for every board (default: the network file's)",
+    )
+    p.add_argument(
+        "--profile",
+        default="ideal",
+        choices=("ideal", "realistic", "harsh"),
+        help="emulator profile whose calibration emu boards get (default: ideal)",
+    )
+    p.add_argument(
+        "--element",
+        choices=("servo", "coil"),
+        default="servo",
+        help="stiffness element of real boards (default: servo)",
+    )
+    p.add_argument("--firmware", metavar="DIR", help="firmware tree (default: the project's)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="verify that the boards run this firmware and config; write nothing",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="copy every file even if unchanged; allow re-purposing a board that "
+        "runs another node id when no unique id is recorded",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=8,
+        metavar="N",
+        help="boards flashed at once with --all (default: 8)",
+    )
+    p.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="seconds a board has to answer identify after its reset (default: 20)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from insitu.cli.main import UserError
+    from insitu.deploy.discovery import DiscoveryError
+    from insitu.deploy.flash import FlashError
+    from insitu.hardware.pinmap import PinMapError
+
+    try:
+        return _run(args)
+    except (FlashError, DiscoveryError, PinMapError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from insitu.cli.main import UserError
+    from insitu.deploy.discovery import (
+        PortReport,
+        describe,
+        identify_ports,
+        list_serial_ports,
+        parse_map,
+        uid_table,
+    )
+    from insitu.deploy.flash import (
+        FIRMWARE_DIR,
+        FlashError,
+        FlashResult,
+        Mpremote,
+        deploy_configs,
+        firmware_version,
+        flash_board,
+        flash_many,
+        probe_board,
+    )
+    from insitu.deploy.nodeconfig import expected_hash, node_address
+    from insitu.network.schema import load_network
+    from insitu_node import VERSION
+
+    t0 = time.monotonic()
+    net = load_network(args.network)
+    if args.node is not None:
+        board = next((b for b in net.boards if b.id == args.node), None)
+        if board is None:
+            known = ", ".join(str(b.id) for b in net.boards)
+            raise UserError(f"--node {args.node}: no board with that id in {net.source} ({known})")
+        boards = [board]
+        if len(args.port) != 1:
+            raise UserError("--node needs exactly one --port")
+    else:
+        boards = list(net.boards)
+    table = uid_table(net, parse_map(args.map))
+    uid_of = {bd.id: uid for uid, bd in table.items()}
+
+    root = Path(args.firmware) if args.firmware else FIRMWARE_DIR
+    version = firmware_version(root)
+    if version != VERSION:
+        raise UserError(
+            f"firmware tree {root} is version {version}, this host speaks {VERSION}: "
+            "the session would refuse the boards"
+        )
+    configs = deploy_configs(net, boards, args.family, args.pins, args.profile, args.element)
+
+    # ---- which board is on which port (no writes, no interruption of running boards)
+    explicit = bool(args.port)
+    if explicit:
+        seen: set[str] = set()
+        ports = [(p, "") for p in args.port if not (p in seen or seen.add(p))]
+    else:
+        ports = list_serial_ports()
+        if not ports:
+            raise UserError("no serial ports found; pass --port")
+    reports = identify_ports(ports)
+    usable: list[PortReport] = []
+    for rep in reports:
+        if rep.error:
+            if explicit:
+                raise UserError(rep.error)
+            _note(args, f"{rep.port}: {rep.error} (skipped)")
+            continue
+        usable.append(rep)
+
+    uid_at: dict[str, str] = {}  # port -> unique id
+    for rep in usable:
+        if rep.identities:
+            uid_at[rep.port] = rep.identities[0].uid
+    silent = [rep.port for rep in usable if not rep.identities]
+
+    if args.node is not None:
+        bd = boards[0]
+        port = usable[0].port
+        want = uid_of.get(bd.id)
+        rep = usable[0]
+        if rep.identities:
+            ident = rep.identities[0]
+            if want and ident.uid != want:
+                owner = table.get(ident.uid)
+                who = f" ({describe(owner)})" if owner else ""
+                raise UserError(
+                    f"{port} has the board with unique id {ident.uid}{who}, but {describe(bd)} "
+                    f"is {want}; nothing written"
+                )
+            if not want and ident.address != node_address(bd) and not args.force:
+                raise UserError(
+                    f"{port} runs node {ident.address}; flashing it as {describe(bd)} would "
+                    "re-purpose it (record unique ids, or pass --force)"
+                )
+        elif args.check:
+            raise UserError(f"{port}: no answer to identify (no insitu firmware running there)")
+        jobs = [(port, bd, want)]
+    else:
+        missing_uid = [bd for bd in boards if bd.id not in uid_of]
+        if missing_uid:
+            bd = missing_uid[0]
+            raise UserError(
+                f"{describe(bd)} has no unique id: record unique_id in {net.source} or pass "
+                f"--map UID={bd.id} (`insitu ports` shows each board's id); boards are matched "
+                "by unique id, never by port order"
+            )
+        if silent and not args.check:
+            mp = Mpremote()
+            for port in silent:
+                try:
+                    uid_at[port] = probe_board(mp, port).uid
+                except FlashError as exc:
+                    if explicit:
+                        raise UserError(
+                            f"{port}: no insitu firmware answered identify and mpremote found "
+                            f"no MicroPython REPL ({exc})"
+                        ) from None
+                    _note(args, f"{port}: not a MicroPython board (skipped)")
+        port_of: dict[str, str] = {}
+        for port, uid in uid_at.items():
+            if uid in port_of:
+                raise UserError(f"unique id {uid} answers on {port_of[uid]} and {port}")
+            port_of[uid] = port
+            if uid not in table:
+                _note(
+                    args,
+                    f"{port}: unique id {uid or '?'} is not a board of {net.name} (left alone)",
+                )
+        missing = [bd for bd in boards if uid_of[bd.id] not in port_of]
+        if missing:
+            bd = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            extra = (
+                f"; {len(silent)} port(s) did not answer identify" if args.check and silent else ""
+            )
+            raise UserError(
+                f"{describe(bd)} (unique id {uid_of[bd.id]}) is on none of the "
+                f"{len(usable)} port(s){more}{extra}; nothing written"
+            )
+        jobs = [(port_of[uid_of[bd.id]], bd, uid_of[bd.id]) for bd in boards]
+
+    if args.check:
+        return _check(args, net, jobs, reports, configs, version, t0)
+
+    # ---- flash
+    n = len(jobs)
+    if not args.json:
+        print(
+            f"flashing {n} board(s) of {net.name} with mpremote (firmware {version} from "
+            f"{root}, {min(args.jobs, n)} at a time)",
+            flush=True,
+        )
+    results: list[FlashResult | FlashError]
+    if n == 1:
+        port, bd, want = jobs[0]
+        try:
+            results = [
+                flash_board(
+                    port,
+                    net,
+                    bd,
+                    configs[bd.id],
+                    root=root,
+                    expect_uid=want,
+                    boot_timeout=args.boot_timeout,
+                    force=args.force,
+                )
+            ]
+        except FlashError as exc:
+            if not exc.written:
+                raise
+            results = [exc]
+        _progress(args, results[0], 1, 1, jobs)
+    else:
+        results = flash_many(
+            jobs,
+            net,
+            configs,
+            root=root,
+            parallel=args.jobs,
+            force=args.force,
+            boot_timeout=args.boot_timeout,
+            on_done=lambda r, k, m: _progress(args, r, k, m, jobs),
+        )
+    ok = [r for r in results if isinstance(r, FlashResult) and r.ok]
+    seconds = time.monotonic() - t0
+    copied = sum(len(r.copied) for r in results if isinstance(r, FlashResult))
+    skipped = sum(len(r.skipped) for r in results if isinstance(r, FlashResult))
+    if args.json:
+        print(json.dumps(_summary(results, jobs, seconds, version, expected_hash, configs)))
+    else:
+        print(
+            f"{len(ok)}/{n} board(s) ok in {seconds:.1f} s: {copied} file(s) copied, "
+            f"{skipped} unchanged skipped"
+        )
+    if len(ok) != n:
+        bad = next(r for r in results if not (isinstance(r, FlashResult) and r.ok))
+        msg = bad.line() if isinstance(bad, FlashResult) else str(bad)
+        print(f"insitu flash: error: {len(ok)}/{n} boards ok; {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    print(f"note: {text}", file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+def _progress(args: argparse.Namespace, r: Any, k: int, n: int, jobs: list) -> None:
+    if args.json:
+        return
+    from insitu.deploy.flash import FlashResult
+
+    if isinstance(r, FlashResult):
+        line = r.line()
+    else:
+        line = f"FAILED: {r}"
+    print(f"[{k}/{n}] {line}", flush=True)
+
+
+def _summary(
+    results: list, jobs: list, seconds: float, version: str, expected_hash: Any, configs: dict
+) -> dict[str, Any]:
+    from insitu.deploy.flash import FlashResult
+
+    boards = []
+    for (port, bd, _), r in zip(jobs, results, strict=True):
+        if isinstance(r, FlashResult):
+            boards.append(
+                {
+                    "board": bd.id,
+                    "node": bd.node,
+                    "port": port,
+                    "uid": r.uid,
+                    "ok": r.ok,
+                    "copied": r.copied,
+                    "skipped": r.skipped,
+                    "bytes": r.bytes_copied,
+                    "seconds": round(r.seconds, 3),
+                    "mpremote_calls": r.mpremote_calls,
+                    "config": expected_hash(configs[bd.id]),
+                    "problem": r.problem,
+                    "notes": r.notes,
+                }
+            )
+        else:
+            boards.append(
+                {"board": bd.id, "node": bd.node, "port": port, "ok": False, "problem": str(r)}
+            )
+    return {
+        "firmware": version,
+        "seconds": round(seconds, 3),
+        "ok": all(b["ok"] for b in boards),
+        "boards": boards,
+    }
+
+
+def _check(
+    args: argparse.Namespace,
+    net: Any,
+    jobs: list,
+    reports: list,
+    configs: dict,
+    version: str,
+    t0: float,
+) -> int:
+    from insitu.cli.main import UserError
+    from insitu.deploy.discovery import describe, identity_problem
+    from insitu.deploy.nodeconfig import expected_hash
+
+    ident_at = {rep.port: rep.identities[0] for rep in reports if rep.identities}
+    problems = []
+    lines = []
+    for port, bd, _ in jobs:
+        ident = ident_at.get(port)
+        if ident is None:
+            problems.append(
+                f"{describe(bd)} on {port}: no answer to identify "
+                "(no insitu firmware running there)"
+            )
+            continue
+        p = identity_problem(ident, net, bd, expected_hash(configs[bd.id]), version)
+        if p:
+            problems.append(f"{describe(bd)} on {port} {p}")
+        else:
+            lines.append(
+                f"{describe(bd)} on {port}: ok: firmware {ident.firmware}, "
+                f"config {ident.config_hash}, unique id {ident.uid}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(problems[0] + more)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "check": True,
+                    "ok": True,
+                    "boards": len(jobs),
+                    "seconds": round(time.monotonic() - t0, 3),
+                }
+            )
+        )
+    else:
+        for ln in lines:
+            print(ln)
+        print(f"{len(jobs)} board(s) run firmware {version} and the configs {net.name} generates")
+    return 0

@@ -1,0 +1,554 @@
+"""Deploy: the real `mpremote` and `insitu flash` against emulated MicroPython boards.
+
+The boards are `MicroPythonLab(..., install=False)` boards: real `micropython` processes on
+pseudo-terminals with an empty flash, exactly what a new board looks like to mpremote. The
+tests need the `micropython` and `mpremote` commands (installed into .venv by `make test`);
+when they are missing the tests FAIL, never skip.
+
+Shows: (1) mpremote copies files, execs and resets a board and the host's SerialLink then
+talks to the firmware; (2) `insitu flash --all` flashes the 14 li-mao-2024 boards (ports
+matched by unique id), a re-flash skips every unchanged file, a Rig connects over the same
+ptys (config hashes verified) and an in-situ batch runs through them with the exact
+gradient; (3) unknown port, missing board, wrong board, wrong firmware and a network file that
+does not match the boards are each one line on stderr with exit status 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insitu.cli.main import main
+from insitu.deploy.discovery import identify_port
+from insitu.deploy.flash import FIRMWARE_DIR, deploy_configs, firmware_files
+from insitu.deploy.nodeconfig import config_text, expected_hash
+from insitu.emulator.mpboard import find_executable
+from insitu.emulator.mplab import MicroPythonLab
+from insitu.links import SerialLink
+from insitu.network.schema import Network, load_network
+from insitu.rig.session import Rig, RigError, expected_configs
+from insitu.trainers.insitu import Phases, accumulate_batch
+from insitu_node import VERSION
+from insitu_node.protocol import codec
+
+LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
+TIMINGS: dict[str, float] = {}  # measured flash times, printed by the last test (-s to see)
+
+
+@pytest.fixture(scope="module")
+def mpremote() -> str:
+    return find_executable("mpremote")  # FileNotFoundError = failure, on purpose
+
+
+@pytest.fixture(scope="module")
+def net() -> Network:
+    return load_network(LI_MAO)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _ports(lab: MicroPythonLab, ids: list[int] | None = None) -> list[str]:
+    out = []
+    for bid, b in lab.boards.items():
+        if ids is None or bid in ids:
+            out += ["--port", b.port]
+    return out
+
+
+def _maps(lab: MicroPythonLab) -> list[str]:
+    out = []
+    for bid, b in lab.boards.items():
+        out += ["--map", f"{b.unique_id_hex}={bid}"]
+    return out
+
+
+def _flash_state(lab: MicroPythonLab) -> dict[int, dict[str, tuple[str, int]]]:
+    """Every file in every board's flash: sha256 and mtime (ns)."""
+    state = {}
+    for bid, b in lab.boards.items():
+        files = {}
+        for p in sorted(b.flash_dir.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                files[p.relative_to(b.flash_dir).as_posix()] = (
+                    hashlib.sha256(p.read_bytes()).hexdigest(),
+                    st.st_mtime_ns,
+                )
+        state[bid] = files
+    return state
+
+
+def _boots(lab: MicroPythonLab) -> dict[int, int]:
+    return {bid: sum(e.kind == "boot" for e in b.events) for bid, b in lab.boards.items()}
+
+
+def _one_line_error(rc: int, err: str, *needles: str) -> str:
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("insitu "), lines[0]
+    assert ": error: " in lines[0]
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# ------------------------------------------------------------------ (1) plain mpremote
+
+
+def test_mpremote_copies_execs_resets_then_the_serial_link_talks(net, mpremote, tmp_path):
+    """The real mpremote command on an empty board: copy the firmware and a config (cp -r,
+    cp), exec on the board, reset; then the host's pyserial link gets identify answered."""
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=False)
+    lab.start(wait=0)
+    try:
+        board = lab.boards[3]
+        cfg_file = tmp_path / "config.json"
+        cfg_file.write_text(config_text(lab.configs[3]))
+
+        def mp(*args: str) -> str:
+            r = subprocess.run(
+                [mpremote, "connect", board.port, *args], capture_output=True, text=True, timeout=60
+            )
+            assert r.returncode == 0, r.stderr + r.stdout
+            return r.stdout
+
+        mp(
+            "fs",
+            "cp",
+            "-r",
+            str(FIRMWARE_DIR / "insitu_node"),
+            ":.",
+            "+",
+            "fs",
+            "cp",
+            str(FIRMWARE_DIR / "main.py"),
+            ":main.py",
+            "+",
+            "fs",
+            "cp",
+            str(cfg_file),
+            ":config.json",
+        )
+        for rel in firmware_files():
+            assert (board.flash_dir / rel).read_bytes() == (FIRMWARE_DIR / rel).read_bytes()
+        out = mp(
+            "exec", "import insitu_node, os; print(insitu_node.VERSION, 'main.py' in os.listdir())"
+        )
+        assert out.split() == [VERSION, "True"]
+        n = len(board.events)
+        mp("reset")
+        board.wait_event(lambda e: e.kind == "boot" and e.detail == "soft", start=n)
+
+        link = SerialLink(board.port)
+        try:
+            deadline = time.monotonic() + 20
+            reply = None
+            while reply is None and time.monotonic() < deadline:
+                link.send(codec.encode(7, "*", "identify", {}))
+                t_end = time.monotonic() + 0.5
+                while time.monotonic() < t_end:
+                    line = link.receive(0.1)
+                    if line and line.startswith("@1 7 "):
+                        reply = codec.decode(line)
+                        break
+            assert reply is not None, board.transcript()[-500:]
+            assert reply.op == "ok"
+            assert reply.args["id"] == "3"
+            assert reply.args["fw"] == VERSION
+            assert reply.args["cfg"] == expected_hash(lab.configs[3])
+            assert reply.args["uid"] == board.unique_id_hex
+        finally:
+            link.close()
+    finally:
+        lab.stop()
+
+
+# ------------------------------------------------------------------ (2) insitu flash
+
+
+@pytest.fixture(scope="module")
+def lab(net, tmp_path_factory):
+    """All 14 li-mao-2024 boards with an empty flash (ideal profile)."""
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path_factory.mktemp("lab"), install=False)
+    lab.start(wait=0)
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture(scope="module")
+def flashed(lab):
+    """`insitu flash --all` on the empty boards; the --json summary and the wall time."""
+    t0 = time.monotonic()
+    rc = main(
+        ["flash", str(LI_MAO), "--all", "--family", "emu", "--json", *_ports(lab), *_maps(lab)]
+    )
+    TIMINGS["flash --all, 14 empty boards"] = time.monotonic() - t0
+    assert rc == 0
+    return lab
+
+
+def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, flashed, capsys):
+    lab = flashed
+    # what flash wrote is exactly the firmware tree + the lab's own config for each board
+    for bid, b in lab.boards.items():
+        for rel in firmware_files():
+            assert (b.flash_dir / rel).read_bytes() == (FIRMWARE_DIR / rel).read_bytes()
+        assert (b.flash_dir / "config.json").read_text() == config_text(lab.configs[bid])
+
+    # re-flash all boards: every file is unchanged and skipped; boards come back and verify
+    t0 = time.monotonic()
+    rc, out, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--all",
+        "--family",
+        "emu",
+        "--json",
+        *_ports(lab),
+        *_maps(lab),
+    )
+    TIMINGS["re-flash --all, 14 boards, nothing changed"] = time.monotonic() - t0
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["ok"] and len(summary["boards"]) == 14
+    n_files = len(firmware_files()) + 1
+    for b in summary["boards"]:
+        assert b["copied"] == [] and len(b["skipped"]) == n_files, b
+        assert b["config"] == expected_hash(lab.configs[b["board"]])
+        assert b["uid"] == lab.boards[b["board"]].unique_id_hex
+        assert b["mpremote_calls"] == 2  # probe, then reset (no copy needed)
+
+    # one board, human-readable output: one line for the board with copied/skipped + result
+    t0 = time.monotonic()
+    rc, out, err = _cli(
+        capsys, "flash", str(LI_MAO), "--node", "3", "--family", "emu", "--port", lab.boards[3].port
+    )
+    TIMINGS["re-flash --node 3"] = time.monotonic() - t0
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("[1/1] board 3 (node 3)"))
+    assert f"copied 0 file(s) (0.0 KiB), skipped {n_files} unchanged" in line
+    assert f"ok: node 3, firmware {VERSION}, config {expected_hash(lab.configs[3])}" in line
+
+    # the configs flash generates are the ones the session expects for these boards
+    configs = expected_configs(net, lab.calibration)
+    assert deploy_configs(net, family="emu", profile="ideal") == configs
+
+    links = [SerialLink(p) for p in lab.ports().values()]
+    rig = Rig(net, links, configs=configs, timeout=3.0)
+    try:
+        infos = rig.connect()
+        assert {i.config_hash for i in infos.values()} == {
+            expected_hash(c) for c in configs.values()
+        }
+        assert {i.uid for i in infos.values()} == {b.unique_id_hex for b in lab.boards.values()}
+        rig.tare()
+        io = net.io_set("iris")
+        ind, outd = net.iodofs("iris")
+        rng = np.random.default_rng(5)
+        B = 3
+        X = -rng.uniform(0.0, 0.049, (B, len(io.inputs)))
+        Y = rng.uniform(-1e-4, 1e-4, (B, len(io.outputs)))
+
+        def loss_grad(u: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+            return float(np.sum((u - t) ** 2)), 2.0 * (u - t)
+
+        k0 = rig.stiffness()
+        res = accumulate_batch(rig, io.inputs, io.outputs, X, Y, loss_grad, Phases())
+        assert res.loadings == 2 * B and np.isfinite(res.loss)
+        g_sum, count = rig.accumulated()
+        assert count == B
+        exact = np.zeros(net.n_bonds)
+        eq = lab.world.equilibrium()
+        for s in range(B):
+            f = np.zeros(net.n_nodes * net.dim)
+            f[ind] = X[s]
+            u = eq.solve(f)
+            dL_du = np.zeros_like(u)
+            dL_du[outd] = loss_grad(u[outd], Y[s])[1]
+            exact += lab.world.exact_gradient(dL_du, f=f) / B
+        # single-precision-free unix port, ideal sensors: the boards' gradient is exact
+        rel = np.linalg.norm(g_sum / count - exact) / np.linalg.norm(exact)
+        assert rel < 1e-6
+        lr = 0.2 * 137.5 / np.max(np.abs(exact))  # a step of at most 20 % of k
+        rep = rig.update(rule="adjoint", lr=lr, opt="sgd", batch=B)
+        k1 = rig.stiffness()
+        want = np.clip(k0 - lr * exact, net.k_min, net.k_max)
+        assert np.allclose(k1, want, rtol=1e-6, atol=1e-6)
+        assert rep.max_dk == pytest.approx(np.max(np.abs(want - k0)), rel=1e-6)
+    finally:
+        rig.close()
+
+
+# ------------------------------------------------------------------ (3) errors
+
+
+@pytest.fixture
+def untouched(flashed):
+    """Asserts that the test leaves every board's flash and boot count as it found them."""
+    lab = flashed
+    before, boots = _flash_state(lab), _boots(lab)
+    yield lab
+    assert _flash_state(lab) == before, "a board's flash was written"
+    assert _boots(lab) == boots, "a board was reset"
+
+
+def test_unknown_port_is_one_line_exit_2(untouched, capsys):
+    lab = untouched
+    bad = "/dev/insitu-no-such-port"
+    rc, _, err = _cli(capsys, "flash", str(LI_MAO), "--node", "3", "--family", "emu", "--port", bad)
+    _one_line_error(rc, err, "cannot open port", bad)
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--all",
+        "--family",
+        "emu",
+        *_ports(lab),
+        "--port",
+        bad,
+        *_maps(lab),
+    )
+    _one_line_error(rc, err, bad)
+    rc, _, err = _cli(capsys, "ports", "--only", "--port", bad)
+    _one_line_error(rc, err, bad)
+
+
+def test_missing_board_is_one_line_exit_2(untouched, capsys):
+    lab = untouched
+    ids = [bid for bid in lab.boards if bid != 5]
+    for extra in ((), ("--check",)):
+        rc, _, err = _cli(
+            capsys,
+            "flash",
+            str(LI_MAO),
+            "--all",
+            "--family",
+            "emu",
+            *extra,
+            *_ports(lab, ids),
+            *_maps(lab),
+        )
+        _one_line_error(rc, err, "board 5 (node 5)", lab.boards[5].unique_id_hex, "none of")
+    # boards are matched by unique id, so no unique id for a board is an error, not a guess
+    maps = _maps(lab)
+    i = maps.index(f"{lab.boards[7].unique_id_hex}=7")
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--all",
+        "--family",
+        "emu",
+        *_ports(lab),
+        *(maps[: i - 1] + maps[i + 1 :]),
+    )
+    _one_line_error(rc, err, "board 7 (node 7) has no unique id", "--map")
+
+
+def test_the_wrong_board_on_a_port_is_refused_before_writing(untouched, capsys):
+    lab = untouched
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--node",
+        "3",
+        "--family",
+        "emu",
+        "--port",
+        lab.boards[4].port,
+        *_maps(lab),
+    )
+    _one_line_error(rc, err, lab.boards[4].unique_id_hex, "(board 4 (node 4))", "board 3")
+
+
+def test_network_file_that_does_not_match_the_boards(untouched, capsys, tmp_path, net):
+    lab = untouched
+    text = LI_MAO.read_text()
+    # bond 10-13 moves from board 13 to board 10: both boards' bonds differ
+    moved = tmp_path / "moved.toml"
+    old = "{ nodes = [10, 13], board = 13 }"
+    assert old in text
+    moved.write_text(text.replace(old, "{ nodes = [10, 13], board = 10 }"))
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(moved),
+        "--all",
+        "--family",
+        "emu",
+        "--check",
+        *_ports(lab),
+        *_maps(lab),
+    )
+    _one_line_error(rc, err, "board 10 (node 10)", "owns bonds", "(and 1 more)")
+    # the emulator's realistic calibration instead of the ideal one: every config hash differs
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--node",
+        "3",
+        "--family",
+        "emu",
+        "--profile",
+        "realistic",
+        "--check",
+        "--port",
+        lab.boards[3].port,
+    )
+    _one_line_error(rc, err, "board 3 (node 3)", "runs config", "generates")
+    # the session refuses them the same way
+    links = [SerialLink(p) for p in lab.ports().values()]
+    other = load_network(moved)
+    rig = Rig(other, links, configs=expected_configs(other, lab.calibration), timeout=3.0)
+    try:
+        with pytest.raises(RigError, match="owns bonds"):
+            rig.connect()
+    finally:
+        rig.close()
+    # and the matching file passes the check
+    rc, out, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--all",
+        "--family",
+        "emu",
+        "--check",
+        *_ports(lab),
+        *_maps(lab),
+    )
+    assert rc == 0, err
+    assert "14 board(s) run firmware" in out
+
+
+def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
+    """A board flashed with another VERSION (with plain mpremote) is refused with one line and
+    nothing written; a firmware tree of another version is refused before any write; then
+    insitu flash repairs the board by copying just the one file that differs."""
+    lab = flashed
+    board = lab.boards[3]
+    init = (FIRMWARE_DIR / "insitu_node" / "__init__.py").read_text()
+    old = tmp_path / "__init__.py"
+    old.write_text(init.replace(f'VERSION = "{VERSION}"', 'VERSION = "0.0.9"'))
+    r = subprocess.run(
+        [
+            mpremote,
+            "connect",
+            board.port,
+            "fs",
+            "cp",
+            str(old),
+            ":insitu_node/__init__.py",
+            "+",
+            "reset",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    ident = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rep = identify_port(board.port, attempts=1)
+        if rep.identities:
+            ident = rep.identities[0]
+            break
+    assert ident is not None and ident.firmware == "0.0.9"
+
+    before, boots = _flash_state(lab), _boots(lab)
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--node",
+        "3",
+        "--family",
+        "emu",
+        "--check",
+        "--port",
+        board.port,
+    )
+    _one_line_error(rc, err, "board 3 (node 3)", "runs firmware 0.0.9, expected " + VERSION)
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--all",
+        "--family",
+        "emu",
+        "--check",
+        *_ports(lab),
+        *_maps(lab),
+    )
+    _one_line_error(rc, err, "runs firmware 0.0.9")
+    # a firmware tree of another version: refused before touching any board
+    tree = tmp_path / "fw"
+    for rel in firmware_files():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes((FIRMWARE_DIR / rel).read_bytes())
+    (tree / "main.py").write_bytes((FIRMWARE_DIR / "main.py").read_bytes())
+    (tree / "insitu_node" / "__init__.py").write_text(old.read_text())
+    rc, _, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--node",
+        "3",
+        "--family",
+        "emu",
+        "--firmware",
+        str(tree),
+        "--port",
+        board.port,
+    )
+    _one_line_error(rc, err, "version 0.0.9", "host speaks " + VERSION)
+    # the session refuses the board too
+    links = [SerialLink(p) for p in lab.ports().values()]
+    rig = Rig(net, links, configs=expected_configs(net, lab.calibration), timeout=3.0)
+    try:
+        with pytest.raises(RigError, match="runs firmware 0.0.9"):
+            rig.connect()
+    finally:
+        rig.close()
+    assert _flash_state(lab) == before and _boots(lab) == boots
+
+    rc, out, err = _cli(
+        capsys,
+        "flash",
+        str(LI_MAO),
+        "--node",
+        "3",
+        "--family",
+        "emu",
+        "--json",
+        "--port",
+        board.port,
+    )
+    assert rc == 0, err
+    (b,) = json.loads(out)["boards"]
+    assert b["ok"] and b["copied"] == ["insitu_node/__init__.py"]
+    assert len(b["skipped"]) == len(firmware_files())
+
+
+def test_zz_report_flash_times(flashed):
+    """Not an assertion on time (tests never do): the measured times, for `pytest -s`."""
+    for what, t in TIMINGS.items():
+        print(f"\n{what}: {t:.1f} s", end="")
+    assert TIMINGS
