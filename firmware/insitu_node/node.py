@@ -133,7 +133,7 @@ class Node:
                 if not self.k_min[b] <= k[b] <= self.k_max[b]:
                     return False
             for i in range(n + nd):
-                if not gain[i] or type(off[i]) is not int:
+                if not gain[i] or (type(off[i]) is not int and not self._float):
                     return False
         except (KeyError, TypeError, ValueError):
             return False

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import os
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 HELP = "train a network on a task (behaviour, regression, iris, or your own)"
+
+PERIOD_MS = 10  # emulated boards' control period
+PROFILES = ("ideal", "realistic", "harsh")
+# flags whose values a resumed run takes from the run itself
+_RUN_FLAGS = ("network", "task", "task_csv", "task_fn", "epochs", "batch", "lr", "sharpness")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from insitu.trainers import METHODS
     from insitu.trainers.optim import OPTIMISERS
 
-    p.add_argument("network", help="network file (TOML)")
-    which = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("network", nargs="?", help="network file (TOML); not with --resume")
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--task", choices=list(TASKS), help="a reference task")
     which.add_argument("--task-csv", metavar="FILE", help="samples from a CSV file")
     which.add_argument("--task-fn", metavar="MODULE:FUNCTION", help="fn(network, seed) -> Task")
@@ -36,6 +45,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="iris: exponent g of p_j ~ |u_j|^g in the loss (1 = the paper's; default 5)",
     )
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="realistic",
+        help="emulated boards for a rig-based method (default %(default)s)",
+    )
+    p.add_argument("--port", action="append", metavar="PORT", help="real boards (not yet)")
+    p.add_argument(
+        "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="snapshot (checkpoint) every N steps; always at step 0 and every epoch's end",
+    )
+    p.add_argument(
+        "--gradient-epochs",
+        default="0,-1",
+        metavar="E,..",
+        help="emulated in-situ runs: record one batch's in-situ vs exact gradient after these "
+        "epochs (-1 = last; '' = never; default %(default)s)",
+    )
+    p.add_argument(
+        "--store", metavar="PATH", help="run store (default $INSITU_STORE or runs/insitu.sqlite)"
+    )
+    p.add_argument("--no-store", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue an unfinished run from its last checkpoint"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -77,33 +118,247 @@ def _config(args: argparse.Namespace, task: Any, seed: int) -> Any:
         raise UserError(str(exc))
 
 
+def _task_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """What _task needs, as stored in the run's config (a resumed run rebuilds its task)."""
+    return {k: getattr(args, k, None) for k in ("task", "task_csv", "task_fn", "io", "sharpness")}
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from insitu.cli.main import UserError
+    from insitu.store import RunStore, StoreError
+
+    try:
+        return RunStore(args.store)
+    except (StoreError, OSError) as exc:
+        raise UserError(str(exc))
+
+
+def _gradient_epochs(text: str) -> tuple[int, ...]:
+    from insitu.cli.main import UserError
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--gradient-epochs takes epoch numbers like 0,-1, not {text!r}")
+
+
+def _board_hashes(net: Any, profile: str) -> dict[int, str]:
+    """Config hash per board the emulated boards of this profile will be running."""
+    from insitu.deploy.nodeconfig import expected_hash
+    from insitu.emulator.inprocess import firmware_profile, world_calibration
+    from insitu.emulator.world import World
+    from insitu.rig.session import expected_configs
+
+    cal = world_calibration(World(net, firmware_profile(profile)))
+    return {b: expected_hash(c) for b, c in expected_configs(net, cal, period_ms=PERIOD_MS).items()}
+
+
+class _Job:
+    """One run of one seed: the method, its rig (if it trains on boards) and its record."""
+
+    def __init__(self, method_name: str, net: Any, task: Any, cfg: Any, settings: dict) -> None:
+        from insitu.trainers import method_module
+
+        self.method_name = method_name
+        self.method = method_module(method_name)
+        self.params = inspect.signature(self.method.train).parameters
+        self.on_rig = "rig" in self.params
+        self.net, self.task, self.cfg, self.settings = net, task, cfg, settings
+        self.profile = settings["profile"] if self.on_rig else None
+        self.lab: Any = None
+        self.rig: Any = None
+        self.run_id: int | None = None
+        self.recorder: Any = None
+
+    def config(self) -> dict[str, Any]:
+        return {"train": asdict(self.cfg), "method": self.method_name, **self.settings}
+
+    def connect(self, flash_dir: Path | None) -> None:
+        from insitu.rig import emulated_rig
+
+        if self.on_rig:
+            self.lab, self.rig = emulated_rig(
+                self.net, self.profile, seed=self.cfg.seed, period_ms=PERIOD_MS,
+                flash_dir=flash_dir,
+            )  # fmt: skip
+
+    def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
+        from insitu.cli.progress import Progress
+        from insitu.store.recorder import Recorder, mark_failed
+        from insitu.trainers.insitu import Phases, settle_ms_for
+
+        steps = -(-self.task.train.size // self.cfg.batch)
+        callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
+        if store is not None:
+            phases = None
+            if self.on_rig:
+                real = self.profile != "ideal"
+                phases = Phases(
+                    settle_ms=settle_ms_for(self.net, self.profile), u_floor=1e-6 if real else 0.0
+                )
+            grads = tuple(self.settings.get("gradient_epochs", ()))
+            self.recorder = Recorder(
+                store, self.run_id, rig=self.rig,
+                lab=self.lab if self.method_name == "insitu" else None, phases=phases,
+                snapshot_every=self.settings.get("snapshot_every", 0), gradient_epochs=grads,
+                resume=ckpt,
+            )  # fmt: skip
+            callbacks.append(self.recorder)
+        kwargs: dict[str, Any] = {}
+        if self.on_rig:
+            kwargs["rig"] = self.rig
+            if "profile" in self.params:
+                kwargs["profile"] = self.profile
+            if "eval_every" in self.params:
+                kwargs["eval_every"] = self.settings.get("eval_every", 1)
+        if resume is not None:
+            kwargs["resume"] = resume
+        try:
+            return self.method.train(self.net, self.task, self.cfg, callbacks, **kwargs)
+        except BaseException as exc:
+            if store is not None:
+                mark_failed(store, self.run_id, exc, self.recorder.step)
+            raise
+
+    @property
+    def measurements(self) -> int:
+        if self.recorder is not None:
+            return self.recorder.measurements
+        return int(self.rig.counters.loadings) if self.rig is not None else 0
+
+
 def run(args: argparse.Namespace) -> int:
     from insitu.cli.main import UserError
     from insitu.network.schema import load_network
-    from insitu.trainers import method_module
 
+    if args.resume is not None:
+        return _resume(args)
+    if args.network is None:
+        raise UserError("give a network file (or --resume RUN)")
+    if not (args.task or args.task_csv or args.task_fn):
+        raise UserError("give one of --task, --task-csv, --task-fn")
     if args.repeat < 1:
         raise UserError(f"--repeat must be >= 1, got {args.repeat}")
+    if args.port:
+        raise UserError(
+            "training on real boards (--port) is not wired into insitu train yet; "
+            "use --profile for emulated boards"
+        )
+    if args.eval_every < 1 or args.snapshot_every < 0:
+        raise UserError("--eval-every must be >= 1 and --snapshot-every >= 0")
     net = load_network(args.network)
-    method = method_module(args.method)
+    settings = {
+        "task": _task_spec(args),
+        "profile": args.profile,
+        "eval_every": args.eval_every,
+        "snapshot_every": args.snapshot_every,
+        "gradient_epochs": list(_gradient_epochs(args.gradient_epochs)),
+        "period_ms": PERIOD_MS,
+        "network_file": str(Path(args.network).resolve()),
+    }
+    store = None if args.no_store else _open_store(args)
+    jobs = []
     results = []
     for seed in range(args.seed, args.seed + args.repeat):
         task = _task(args, net, seed)
-        results.append(method.train(net, task, _config(args, task, seed)))
+        job = _Job(args.method, net, task, _config(args, task, seed), settings)
+        flash = None
+        if store is not None:
+            hashes = _board_hashes(net, args.profile) if job.on_rig else {}
+            job.run_id = store.create_run(
+                args.method, task.name, seed, job.config(), net, job.profile, hashes
+            )
+            flash = store.run_dir(job.run_id) / "boards"
+        job.connect(flash)
+        results.append(job.execute(store, args.quiet))
+        jobs.append(job)
+    return _report(args, net, results, jobs, store)
 
-    if args.repeat == 1:
-        r = results[0]
-        out: dict[str, Any] = r.summary()
-        out["task_info"] = _task(args, net, args.seed).summary()
+
+def _resume(args: argparse.Namespace) -> int:
+    from insitu.cli.main import UserError
+    from insitu.network.schema import parse_network
+    from insitu.store import StoreError
+    from insitu.store.recorder import board_opt_state, find_checkpoint, resume_from
+    from insitu.trainers import METHODS
+    from insitu.trainers.common import TrainConfig
+
+    given = [f for f in _RUN_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        flag = given[0].replace("_", "-")
+        flag = "the network file" if flag == "network" else "--" + flag
+        raise UserError(f"--resume continues the run with its own settings; drop {flag}")
+    if args.no_store:
+        raise UserError("--resume needs the run store (drop --no-store)")
+    store = _open_store(args)
+    try:
+        row = store.run(args.resume)
+        rid = int(row["id"])
+        if row["status"] == "finished":
+            raise UserError(f"run {rid} is finished; nothing to resume")
+        if row["method"] not in METHODS:
+            raise UserError(f"run {rid} used method {row['method']!r}, which this insitu lacks")
+        conf = row["config"]
+        net = parse_network(row["network_text"], f"run {rid} ({row['network_source']})")
+        task = _task(argparse.Namespace(**conf["task"]), net, int(row["seed"]))
+        cfg = TrainConfig(**conf["train"])
+        settings = {k: v for k, v in conf.items() if k not in ("train", "method")}
+        job = _Job(row["method"], net, task, cfg, settings)
+        if "resume" not in job.params:
+            raise UserError(f"method {row['method']} cannot resume a run")
+        job.run_id = rid
+        job.connect(store.run_dir(rid) / "boards")
+        if job.on_rig:
+            states = job.rig.state()
+            k = job.rig.stiffness(states)
+            ckpt = find_checkpoint(store, rid, (k, board_opt_state(job.rig, states)))
+        else:
+            ckpt = find_checkpoint(store, rid)
+    except StoreError as exc:
+        raise UserError(str(exc))
+    steps_per_epoch = -(-task.train.size // cfg.batch)
+    resume = resume_from(store, rid, ckpt, steps_per_epoch)
+    recorded = store.steps(rid)
+    last = recorded[-1]["step"] if recorded else 0
+    boots = {a: i.boots for a, i in job.rig.boards.items()} if job.rig is not None else {}
+    store.set_status(rid, "running")
+    store.add_event(
+        rid,
+        "resume",
+        {"from_step": ckpt.step, "redo_steps": max(0, last - ckpt.step), "pid": os.getpid(),
+         "boots": boots},
+        ckpt.step,
+    )  # fmt: skip
+    result = job.execute(store, args.quiet, resume=resume, ckpt=ckpt)
+    args.repeat, args.seed = 1, int(row["seed"])
+    return _report(args, net, [result], [job], store)
+
+
+def _report(args: argparse.Namespace, net: Any, results: list, jobs: list, store: Any) -> int:
+    if len(results) == 1:
+        r, job = results[0], jobs[0]
+        out: dict[str, Any] = {"run": job.run_id, **r.summary()}
+        out["measurements"] = job.measurements
+        out["profile"] = job.profile
+        out["task_info"] = job.task.summary()
         out["config"] = r.to_dict()["config"]
         out["k_final"] = r.k_final.tolist()
         out["history"] = [h.to_dict() for h in r.history]
     else:
-        out = {"runs": [r.summary() for r in results], **_aggregate(results)}
+        runs = [
+            {"run": j.run_id, **r.summary(), "measurements": j.measurements}
+            for r, j in zip(results, jobs, strict=True)
+        ]
+        out = {"runs": runs, **_aggregate(results)}
+    if store is not None:
+        out["store"] = str(store.path)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         _print_readable(results, out)
+        if store is not None:
+            ids = ", ".join(str(j.run_id) for j in jobs)
+            print(f"recorded as run {ids} in {store.path} (insitu runs show / insitu plot)")
     return 0
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 
 from insitu.deploy.nodeconfig import Calibration, node_address, node_config
 from insitu.emulator.clock import RealClock, VirtualClock
 from insitu.emulator.hardware import Profile, get_profile, servo_table
 from insitu.emulator.world import World
 from insitu.network.schema import Network
-from insitu_node.hal.storage import MemStorage
+from insitu_node import persist
+from insitu_node.hal.storage import FileStorage, MemStorage
 from insitu_node.node import emulated
 
 
@@ -65,7 +67,11 @@ class InProcessLab:
         period_ms: int = 10,
         timeout_ms: int = 0,
         clock: VirtualClock | RealClock | None = None,
+        flash_dir: str | Path | None = None,
     ) -> None:
+        """``flash_dir``: give every board a flash that outlives this process, the directory
+        ``flash_dir/<board id>/`` (FileStorage); the boards boot from it, counting boots, as
+        a board powers up from its own flash. Default: in-memory flash, boot count 1."""
         self.network = network
         self.clock = clock if clock is not None else VirtualClock()
         self.world = World(
@@ -75,15 +81,22 @@ class InProcessLab:
         self.period_ms = period_ms
         self.configs: dict[int, dict] = {}
         self.nodes = {}
-        self.storage: dict[int, MemStorage] = {}
+        self.storage: dict[int, MemStorage | FileStorage] = {}
         for bd in network.boards:
             cfg = node_config(
                 network, bd, self.calibration, period_ms=period_ms, timeout_ms=timeout_ms
             )
             self.configs[bd.id] = cfg
-            self.storage[bd.id] = MemStorage()
+            boots = 1
+            if flash_dir is None:
+                self.storage[bd.id] = MemStorage()
+            else:
+                root = Path(flash_dir) / str(bd.id)
+                root.mkdir(parents=True, exist_ok=True)
+                self.storage[bd.id] = FileStorage(str(root))
+                boots = persist.bump_boots(self.storage[bd.id])
             self.nodes[bd.id] = emulated(
-                cfg, self.world.bus(bd.id), storage=self.storage[bd.id], boots=1,
+                cfg, self.world.bus(bd.id), storage=self.storage[bd.id], boots=boots,
                 uid=f"emu-{network.name}-{bd.id}",
             )
         self._now = self.clock.ticks_ms()

@@ -12,6 +12,7 @@ from types import ModuleType
 
 METHODS: dict[str, str] = {
     "insilico": "insitu.trainers.insilico",
+    "insitu": "insitu.trainers.insitu",
 }
 
 

@@ -47,6 +47,9 @@ class StepInfo:
     k: np.ndarray  # stiffness after the step (a copy)
     max_dk: float
     at_bound: int
+    # the host optimiser's state after the step ({"name", "t", "m", "v"}), for checkpoints;
+    # None where the optimiser state lives on the boards (in situ)
+    opt: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,22 @@ class EpochRecord:
         d = asdict(self)
         d.pop("k")
         return d
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed run continues: after ``step`` steps, at stiffness ``k``.
+
+    ``opt`` is the host optimiser's state (in silico); None when the optimiser state is on the
+    boards (restored from their flash). ``history`` holds the epoch records made before the
+    checkpoint (epoch 0 first). Trainers replay the batch order of the seed up to ``step``, so
+    the batches after the checkpoint are those an uninterrupted run would have drawn.
+    """
+
+    step: int
+    k: np.ndarray
+    opt: dict[str, Any] | None
+    history: tuple[EpochRecord, ...]
 
 
 class Callback:

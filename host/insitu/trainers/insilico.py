@@ -20,6 +20,7 @@ from insitu.tasks.base import Task
 from insitu.trainers.common import (
     Callback,
     EpochRecord,
+    Resume,
     StepInfo,
     TrainConfig,
     TrainResult,
@@ -119,8 +120,13 @@ def train(
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
     k0: np.ndarray | None = None,
+    resume: Resume | None = None,
 ) -> TrainResult:
-    """Train ``task`` on ``net`` from k0 (default: the file's k_init). Deterministic per seed."""
+    """Train ``task`` on ``net`` from k0 (default: the file's k_init). Deterministic per seed.
+
+    ``resume`` continues a run from a checkpoint (stiffness and optimiser state after
+    ``resume.step`` steps): the same batches follow as in an uninterrupted run.
+    """
     model = Model(net, task)
     k = np.clip(np.array(net.k_init if k0 is None else k0, dtype=float), net.k_min, net.k_max)
     opt = Optimiser(
@@ -129,6 +135,15 @@ def train(
     # a stream of its own: the task's split uses default_rng(seed) and must not correlate
     rng = np.random.default_rng([config.seed, 0x1A5])
     result = TrainResult(METHOD, task.name, config, k.copy(), k.copy())
+    done = 0
+    if resume is not None:
+        result.k_init = resume.history[0].k.copy() if resume.history else k.copy()
+        k = np.array(resume.k, dtype=float)
+        if resume.opt is None:
+            raise ValueError("an in-silico checkpoint needs the optimiser state")
+        opt.load(resume.opt)
+        result.history = list(resume.history)
+        done = resume.step
     notify(callbacks, "on_start", net, task, config, k.copy())
 
     def record(epoch: int, eq: Solver) -> None:
@@ -138,21 +153,27 @@ def train(
         result.history.append(rec)
         notify(callbacks, "on_epoch", rec)
 
-    record(0, model.equilibrium(k))
+    if not result.history:
+        record(0, model.equilibrium(k))
     step = 0
     for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(task.train)
+        order = rng.permutation(task.train)  # drawn for skipped epochs too: same stream
         for start in range(0, order.size, config.batch):
+            step += 1
+            if step <= done:
+                continue
             idx = order[start : start + config.batch]
             loss, g = model.batch_gradient(k, idx)
             k, rep = opt.step(k, g, net.k_min, net.k_max)
-            step += 1
             notify(
                 callbacks,
                 "on_step",
-                StepInfo(epoch, step, idx, loss, g, k.copy(), rep.max_dk, rep.at_bound),
+                StepInfo(
+                    epoch, step, idx, loss, g, k.copy(), rep.max_dk, rep.at_bound, opt.state()
+                ),
             )
-        record(epoch, model.equilibrium(k))
+        if epoch > result.history[-1].epoch:
+            record(epoch, model.equilibrium(k))
     result.k_final = k.copy()
     result.steps = step
     notify(callbacks, "on_end", result)

@@ -28,6 +28,7 @@ from insitu.tasks.base import Task
 from insitu.trainers.common import (
     Callback,
     EpochRecord,
+    Resume,
     StepInfo,
     TrainConfig,
     TrainResult,
@@ -144,6 +145,7 @@ def train(
     profile: str = "ideal",
     phases: Phases | None = None,
     eval_every: int = 1,
+    resume: Resume | None = None,
 ) -> InSituResult:
     """Train ``task`` in situ on the boards behind ``rig`` (default: in-process emulated boards
     with ``profile``). Same seed → same batches as ``insilico.train``.
@@ -151,6 +153,10 @@ def train(
     Scores (forward phases on the whole train and test sets) are recorded at epoch 0, every
     ``eval_every`` epochs and at the last one; they cost ``n_samples`` loadings each time.
     ``StepInfo.grad`` is NaN: the host never sees per-bond gradients in this method.
+
+    ``resume`` continues a run after ``resume.step`` steps on boards that booted from the
+    flash they saved at that checkpoint (stiffness, strain offsets, optimiser moments and step
+    count): no tare, no optimiser reset, and the batch order replayed to that step.
     """
     if rig is None:
         _, rig = emulated_rig(net, profile, seed=config.seed)
@@ -162,11 +168,22 @@ def train(
             tare_every=1 if real else 0,
         )
     io = net.io_set(task.io)
-    rig.tare(settle_ms=phases.settle_ms, n=phases.n)
-    rig.reset(opt=True)
+    done = 0
+    if resume is None:
+        rig.tare(settle_ms=phases.settle_ms, n=phases.n)
+        rig.reset(opt=True)
+    else:  # offsets and moments came back from flash; forget only what was in flight
+        rig.forces_off()
+        rig.release()
+        rig.reset()
+        done = resume.step
     k = rig.stiffness()
     rng = np.random.default_rng([config.seed, 0x1A5])  # as insilico.train: same batches
     result = InSituResult(METHOD, task.name, config, k.copy(), k.copy())
+    if resume is not None:
+        result.history = list(resume.history)
+        if resume.history:
+            result.k_init = resume.history[0].k.copy()
     notify(callbacks, "on_start", net, task, config, k.copy())
     unknown = np.full(net.n_bonds, np.nan)
     hyper = {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
@@ -179,13 +196,18 @@ def train(
         result.history.append(rec)
         notify(callbacks, "on_epoch", rec)
 
-    record(0)
+    if not result.history:
+        record(0)
     step = 0
     for epoch in range(1, config.epochs + 1):
-        if phases.tare_every and epoch > 1 and (epoch - 1) % phases.tare_every == 0:
+        retare = phases.tare_every and epoch > 1 and (epoch - 1) % phases.tare_every == 0
+        if retare and step >= done:  # a resumed epoch keeps the offsets its checkpoint saved
             rig.tare(settle_ms=phases.settle_ms, n=phases.n)
-        order = rng.permutation(task.train)
+        order = rng.permutation(task.train)  # drawn for skipped epochs too: same stream
         for start in range(0, order.size, config.batch):
+            if step < done:
+                step += 1
+                continue
             idx = order[start : start + config.batch]
             X, y = task.inputs[idx], task.targets[idx]
             b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, phases)
@@ -198,7 +220,8 @@ def train(
                 "on_step",
                 StepInfo(epoch, step, idx, b.loss, unknown, unknown, rep.max_dk, rep.frozen),
             )
-        if epoch == config.epochs or epoch % max(1, eval_every) == 0:
+        due = epoch == config.epochs or epoch % max(1, eval_every) == 0
+        if due and epoch > result.history[-1].epoch:
             record(epoch)
     result.k_final = rig.stiffness()
     result.steps = step

@@ -43,6 +43,19 @@ class Optimiser:
         self.v = np.zeros(n)
         self.t = 0
 
+    def state(self) -> dict:
+        """Name, step count and moments (a copy), as a checkpoint stores them."""
+        return {"name": self.name, "t": self.t, "m": self.m.tolist(), "v": self.v.tolist()}
+
+    def load(self, state: dict) -> None:
+        """Continue from ``state()`` of an optimiser of the same name and size."""
+        if state.get("name", self.name) != self.name:
+            raise ValueError(f"checkpoint is for optimiser {state['name']!r}, not {self.name!r}")
+        m, v = np.asarray(state["m"], dtype=float), np.asarray(state["v"], dtype=float)
+        if m.shape != self.m.shape or v.shape != self.v.shape:
+            raise ValueError(f"checkpoint has {m.size} moments, optimiser {self.m.size}")
+        self.m, self.v, self.t = m.copy(), v.copy(), int(state["t"])
+
     def direction(self, g: np.ndarray) -> np.ndarray:
         """The step direction (before the learning rate) for gradient g; advances the state."""
         if self.name == "sgd":
