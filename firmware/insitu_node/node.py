@@ -13,6 +13,9 @@ from array import array
 
 from . import VERSION, persist
 from .compat import const, ticks_add, ticks_diff
+from .health import NAMES as FAULT_NAMES
+from .health import OK as FAULT_OK
+from .health import Health
 from .learning import spsa
 from .learning.bounds import clip
 from .learning.optim import Optimiser
@@ -75,6 +78,7 @@ class Node:
         self.acc = Accumulator(n, cfg["tags"])
         self.opt = Optimiser(n)
         self.ch = Channels(n + nd, tc)
+        self.health = Health(n + nd)  # latched sensor faults (health.py)
         self._sensors = hal.strain + hal.disp
         self._elem = hal.element
         self.now = 0
@@ -91,6 +95,7 @@ class Node:
         self._cache = []  # [seq, crc, reply line or None while deferred]
         self._spsa = None  # (seed, c) of the active perturbation
         self.persist_status = "new"
+        self.ckpt = None  # host checkpoint number of the state in use (save/load step=)
         self._restore()
         self._apply_k()
 
@@ -106,6 +111,7 @@ class Node:
             "opt": {"name": self.opt.name, "t": self.opt.t, "m": list(self.opt.m),
                     "v": list(self.opt.v)},
             "n": [n, nd],
+            "step": self.ckpt,
         }
 
     def _restore(self):
@@ -117,6 +123,8 @@ class Node:
             rec, status = None, "defaults"
         if rec is not None and not self._load_record(rec):
             status = "mismatch"  # saved for another bond set: defaults from config
+        elif rec is not None:
+            self.ckpt = rec.get("step")
         self.persist_status = status
 
     def _load_record(self, rec):
@@ -178,6 +186,10 @@ class Node:
         if st == SETTLE:
             if ticks_diff(now, self._mt0) >= 0:
                 self.ch.start()
+                code, cnt, mn = self.health.code, self.ch.cnt, self._mn
+                for b in range(self.n):  # a dead strain channel is not waited for
+                    if code[b] != FAULT_OK:
+                        cnt[b] = mn
                 self._mstate = SAMPLING
         elif st == SAMPLING:
             if done:
@@ -273,6 +285,7 @@ class Node:
             "cfg": self.cfg_hash,
             "boots": self.boots,
             "persist": self.persist_status,
+            "step": self.ckpt,
             "bonds": [list(b) for b in self.bond_ids],
             "force": len(self.hal.force),
             "clamp": len(self.hal.clamp),
@@ -294,6 +307,8 @@ class Node:
             for b in range(self.n):
                 if not self.ch.seen[b]:
                     raise ArgError("tare", f"no sample yet on slot {b}")
+        if a["noise"] is not None:
+            self.health.noise = a["noise"]
         if a["timeout_ms"] is not None:
             self.timeout_ms = a["timeout_ms"]
         if a["period_ms"] is not None:
@@ -337,20 +352,39 @@ class Node:
 
     def _finish_measure(self):
         seq, crc, a = self._mreq
+        at = len(self._out)  # fault events go after the reply they were found in
         self._mstate = IDLE
         self._mreq = None
         if self._timed_out:
             miss = self.ch.missing(self._mn)
+            for s in miss:  # latched: later measurements go on without a dead strain channel
+                self._fault(s, self.health.judge(s, 0, 0, 0))
             line = codec.reply_err(seq, self.id, "sensor", f"timeout: channels {miss}")
         else:
             line = self._measured(seq, a)
         self._remember(seq, crc, line)
-        self._out.append(line)
+        self._out.insert(at, line)
+
+    def _fault(self, s, code):
+        """Report a newly found sensor fault once, as an event after the reply."""
+        if code == FAULT_OK:
+            return
+        p = {"ev": "fault", "kind": FAULT_NAMES[code], "ch": s}
+        if s < self.n:
+            p["bond"] = list(self.bond_ids[s])
+        else:
+            p["axis"] = s - self.n
+        self._out.append(codec.event(self.id, p))
 
     def _measured(self, seq, a):
         n = self.n
+        ch, hl = self.ch, self.health
         for i in range(n + self.nd):
-            v = (self.ch.mean(i) - self.off[i]) * self.gain[i]
+            m = ch.mean(i)
+            self._fault(i, hl.judge(i, ch.cnt[i], m, ch.hi[i] - ch.lo[i]))
+            v = (m - self.off[i]) * self.gain[i]
+            if i < n and hl.code[i]:
+                v = 0.0  # a faulty gauge contributes nothing; its bond is frozen anyway
             if i < n:
                 self.e[i] = v
             else:
@@ -371,6 +405,9 @@ class Node:
             p["u"] = list(self.u)
         if a["v"]:
             p["e"] = list(self.e)
+        bad = [i for i in range(n + self.nd) if hl.code[i]]
+        if bad:
+            p["bad"] = bad
         return codec.reply_ok(seq, self.id, p)
 
     def _axis(self, devs, axis, what):
@@ -440,12 +477,19 @@ class Node:
             if a["batch"] is not None and a["batch"] != count:
                 raise ArgError("batch", f"accumulated {count} samples")
             self.acc.mean(self._g)
+        held = [b for b in range(n) if self.health.code[b]]  # faulty gauge: k, moments kept
+        keep = [(b, self.kb[b], self.opt.m[b], self.opt.v[b]) for b in held]
         dk, frozen = self.opt.step(self.kb, self._g, self.k_min, self.k_max, a)
+        for b, kb, m, v in keep:
+            self.kb[b], self.opt.m[b], self.opt.v[b] = kb, m, v
         self._spsa = None
         self.acc.reset()
         self.acc.forget_tags()  # forward states belong to the old stiffness
         self._apply_k()
-        return {"max_dk": dk, "frozen": frozen, "count": count}
+        p = {"max_dk": dk, "frozen": frozen, "count": count, "boots": self.boots}
+        if held:
+            p["held"] = held
+        return p
 
     def _op_set(self, f, a):
         ks = a["k"]
@@ -502,7 +546,7 @@ class Node:
 
     def _op_state(self, f, a):
         o = self.opt
-        return {
+        p = {
             "k": list(self.k),
             "kb": list(self.kb),
             "e": list(self.e),
@@ -513,19 +557,52 @@ class Node:
             "opt": {"name": o.name, "t": o.t, "m": list(o.m), "v": list(o.v)},
             "raw": list(self.ch.last),
             "health": [self._health(s) for s in range(self.n + self.nd)],
+            "faults": [FAULT_NAMES[c] for c in self.health.code],
             "busy": self._mstate != IDLE,
             "safe": self.safe,
         }
+        only = a["only"]
+        return p if only is None else {only: p[only]}
 
     def _op_save(self, f, a):
+        step = a["step"]
+        rotate = step is None or step != self.ckpt  # a checkpoint saved again keeps the backup
+        old = self.ckpt
+        self.ckpt = step
         try:
-            nbytes = persist.save(self.hal.storage, self._record())
+            nbytes = persist.save(self.hal.storage, self._record(), rotate)
         except OSError as e:
+            self.ckpt = old
             raise ArgError("storage", f"write failed: {e}") from None
         self.persist_status = "ok"
-        return {"bytes": nbytes}
+        return {"bytes": nbytes, "boots": self.boots}
+
+    def _op_load(self, f, a):
+        """Back to a saved checkpoint (the host rolls every board back after a reboot)."""
+        if self._mstate != IDLE:
+            raise ArgError("phase", "busy: measurement pending")
+        try:
+            rec = persist.load_step(self.hal.storage, a["step"])
+        except Exception:
+            rec = None
+        if rec is None:
+            raise ArgError("step", "no saved state with this step")
+        if not self._load_record(rec):
+            raise ArgError("step", "saved state does not fit this config")
+        self.ckpt = a["step"]
+        self._spsa = None
+        self.acc.reset()
+        self.acc.forget_tags()
+        self._apply_k()
+        for c in self.hal.clamp:  # lose what was in flight, as a reboot does
+            c.release()
+        for d in self.hal.force:
+            d.off()
+        return {"step": self.ckpt, "boots": self.boots}
 
     def _op_reset(self, f, a):
+        if a["faults"]:
+            self.health.clear()
         self.acc.reset()
         self.acc.forget_tags()
         if a["opt"]:

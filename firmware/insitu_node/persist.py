@@ -50,16 +50,29 @@ def load(storage):
     return None, "defaults"
 
 
-def save(storage, record):
-    """Write atomically; returns the number of bytes written."""
+def save(storage, record, rotate=True):
+    """Write atomically; returns the number of bytes written.
+
+    rotate=False replaces the main file but keeps the backup: a second save of the same
+    checkpoint (same host step) must not push the previous checkpoint out of the backup.
+    """
     data = pack(record)
     storage.write(TEMP, data)
     if unpack(storage.read(TEMP)) is None:  # read back before it replaces anything
         raise OSError(5)
-    if unpack(storage.read(MAIN)) is not None:
+    if rotate and unpack(storage.read(MAIN)) is not None:
         storage.rename(MAIN, BACKUP)  # the previous good copy becomes the fallback
     storage.rename(TEMP, MAIN)
     return len(data)
+
+
+def load_step(storage, step):
+    """The saved record whose host step is `step` (main file first, then the backup), or None."""
+    for name in (MAIN, BACKUP):
+        rec = unpack(storage.read(name))
+        if rec is not None and rec.get("step") == step:
+            return rec
+    return None
 
 
 def bump_boots(storage):

@@ -25,6 +25,8 @@ class Channels:
         self.stale = array("i", bytes(4 * n))  # ticks since the last fresh sample
         self.sat = array("i", bytes(4 * n))  # saturated samples seen
         self.seen = array("i", bytes(4 * n))  # 1 once any sample arrived
+        self.lo = array(typecode, bytes(size * n))  # smallest sample of the measurement
+        self.hi = array(typecode, bytes(size * n))  # largest (health.py: the noise check)
 
     def start(self):
         for s in range(self.n):
@@ -49,6 +51,10 @@ class Channels:
                 if (raw >= RAW_MAX or raw <= RAW_MIN) and self.sat[s] < _CAP:
                     self.sat[s] += 1
                 if self.cnt[s] < want:
+                    if self.cnt[s] == 0 or raw < self.lo[s]:
+                        self.lo[s] = raw
+                    if self.cnt[s] == 0 or raw > self.hi[s]:
+                        self.hi[s] = raw
                     self.sums[s] += raw
                     self.cnt[s] += 1
             if self.cnt[s] < want:

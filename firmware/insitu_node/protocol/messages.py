@@ -19,6 +19,8 @@ REQUIRED = "<required>"
 PHASES = ("forward", "adjoint", "free", "clamped", "nudged")
 RULES = ("adjoint", "coupled", "incremental", "spsa")
 OPTIMISERS = ("sgd", "momentum", "adam")
+STATE_KEYS = ("k", "kb", "e", "u", "g", "count", "kind", "opt", "raw", "health", "faults",
+              "busy", "safe")
 
 _BIG = 1e12
 
@@ -32,6 +34,7 @@ SCHEMA = {
         "gain": (FLOAT, -1.0, 1.0, None),  # metres per count; 0 rejected by the node
         "offset": (INT, -16777216, 16777216, None),
         "tare": (BOOL, 0, 1, None),
+        "noise": (INT, 0, 16777216, None),  # noisy-sensor limit, counts of spread (0 = off)
     },
     "measure": {
         "phase": (ENUM, PHASES, None, REQUIRED),
@@ -75,10 +78,12 @@ SCHEMA = {
         "c": (FLOAT, 0.0, _BIG, REQUIRED),
         "sign": (INT, -1, 1, REQUIRED),  # +1, -1: perturbed; 0: back to the base stiffness
     },
-    "state": {},
-    "save": {},
+    "state": {"only": (ENUM, STATE_KEYS, None, None)},  # one field (a short reply)
+    "save": {"step": (INT, 0, 999999999, None)},  # the host's checkpoint number
+    "load": {"step": (INT, 0, 999999999, REQUIRED)},  # back to that saved checkpoint
     "reset": {
         "opt": (BOOL, 0, 1, False),  # also forget optimiser moments
         "k": (BOOL, 0, 1, False),  # also return stiffness to k_init
+        "faults": (BOOL, 0, 1, False),  # also forget latched sensor faults
     },
 }

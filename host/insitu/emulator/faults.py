@@ -191,7 +191,75 @@ class FaultyStream:
         return getattr(self.inner, name)
 
 
+class FaultyLink:
+    """A line link (MemoryLink, SerialLink, anything with send/receive/close) whose traffic is
+    damaged as bytes on a wire would be, by the same seedable model as ``FaultyStream``.
+
+    Each line is turned into its bytes plus b"\\n", passed through the same per-direction
+    mangler (bit flips, lost bytes, lost lines), and split into lines again on b"\\n". So a
+    flipped newline merges two lines, a flip that makes a b"\\n" splits one, and a line whose
+    terminator is lost waits for the next: what a reader of a real port would see. Bytes that
+    are not ASCII after a flip are decoded with U+FFFD, as ``SerialLink`` does, and the codec
+    rejects the line. ``stats`` counts what was done, per direction; every other attribute
+    (``virtual``, ``lab``...) passes through to the inner link.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        corrupt: float = 0.0,
+        drop: float = 0.0,
+        drop_line: float = 0.0,
+        seed: int = 0,
+        direction: str = "both",
+    ) -> None:
+        if direction not in ("both", "read", "write"):
+            raise ValueError(f"direction must be both, read or write, got {direction!r}")
+        self.inner = inner
+        self.name = f"faulty:{getattr(inner, 'name', 'link')}"
+        off = (0.0, 0.0, 0.0)
+        on = (corrupt, drop, drop_line)
+        self._rx = _Mangler(*(on if direction in ("both", "read") else off), seed, 1)
+        self._tx = _Mangler(*(on if direction in ("both", "write") else off), seed, 2)
+        self._txbuf = bytearray()
+        self._rxbuf = bytearray()
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"read": dict(self._rx.stats), "write": dict(self._tx.stats)}
+
+    @staticmethod
+    def _lines(buf: bytearray) -> list[str]:
+        out = []
+        while (nl := buf.find(b"\n")) >= 0:
+            out.append(bytes(buf[:nl]).decode("ascii", errors="replace").rstrip("\r"))
+            del buf[: nl + 1]
+        return out
+
+    def send(self, line: str) -> None:
+        self._txbuf += self._tx(line.encode("ascii", errors="replace") + b"\n")
+        for out in self._lines(self._txbuf):
+            self.inner.send(out)
+
+    def receive(self, timeout: float) -> str | None:
+        while (nl := self._rxbuf.find(b"\n")) < 0:
+            line = self.inner.receive(timeout)
+            if line is None:
+                return None
+            self._rxbuf += self._rx(line.encode("ascii", errors="replace") + b"\n")
+        out = bytes(self._rxbuf[:nl]).decode("ascii", errors="replace").rstrip("\r")
+        del self._rxbuf[: nl + 1]
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 __all__ = [
+    "FaultyLink",
     "FaultyStream",
     "break_bond",
     "clear_sensor",

@@ -1,0 +1,204 @@
+"""Fault tolerance of the node (docs/reliability.md): sensor faults found, reported and frozen;
+checkpoints saved and loaded by step; a power cut at every write step of a save.
+
+Plain Python: runs under CPython (pytest) and MicroPython (fw_runner.py).
+"""
+
+import fw_fixtures as fx
+
+from insitu_node import persist
+from insitu_node.hal.storage import MemStorage
+from insitu_node.health import STUCK_N
+from insitu_node.node import emulated
+from insitu_node.protocol import codec
+
+
+class VaryBus(fx.Bus):
+    """fx.Bus whose strain slots (and displacement axis) move a little with every read: live,
+    loaded sensors."""
+
+    def __init__(self, jitter=3, ready=False):
+        fx.Bus.__init__(self, ready)
+        self.i = 0
+        self.jitter = [jitter] * 16
+
+    def read(self, device, channel):
+        v = fx.Bus.read(self, device, channel)
+        if device in ("strain", "disp"):
+            self.i += 1
+            j = self.jitter[channel] if device == "strain" else 3
+            v += (self.i * 7919) % (2 * j + 1) - j
+        return v
+
+
+def _node(n=2, bus=None, storage=None, boots=1):
+    bus = bus or VaryBus()
+    node = emulated(fx.config(n), bus, storage=storage, boots=boots)
+    return bus, node, fx.Host(node)
+
+
+def _measure(h, t, args):
+    assert h.call("measure", args) == []
+    t, out = h.run(t, 400)
+    return t, [f for f in out if f.op != "evt"], [f.args for f in out if f.op == "evt"]
+
+
+def _train_pair(h, t, tag, fwd, adj, bus):
+    bus.strain[0], bus.strain[1] = fwd
+    t, r, ev1 = _measure(h, t, {"phase": "forward", "tag": tag, "n": 2})
+    bus.strain[0], bus.strain[1] = adj
+    t, r2, ev2 = _measure(h, t, {"phase": "adjoint", "tag": tag, "n": 2})
+    return t, r + r2, ev1 + ev2
+
+
+def test_stuck_sensor_found_reported_and_frozen():
+    bus, node, h = _node()
+    bus.jitter[1] = 0  # slot 1 reads one value whatever the load
+    t, events, replies = 0, [], []
+    for s in range(STUCK_N // 2 + 1):
+        t, r, ev = _train_pair(h, t, s, (1000 + s, 5000), (-300 - s, 5000), bus)
+        replies += r
+        events += ev
+    assert [e["kind"] for e in events] == ["stuck"] and events[0]["bond"] == [2, 3]
+    assert events[0]["ev"] == "fault" and events[0]["ch"] == 1
+    assert replies[-1].args["bad"] == [1]
+    st = h.one("state").args
+    assert st["faults"] == ["ok", "stuck", "ok"]
+    k0 = st["k"]
+    r = h.one("update", {"rule": "adjoint", "lr": 1e12, "opt": "adam"})
+    assert r.args["held"] == [1] and r.args["boots"] == 1
+    st = h.one("state").args
+    assert st["k"][1] == k0[1] and st["opt"]["m"][1] == 0.0 and st["k"][0] != k0[0]
+    assert h.one("state", {"only": "faults"}).args == {"faults": ["ok", "stuck", "ok"]}
+    h.one("reset", {"faults": True})
+    assert h.one("state", {"only": "faults"}).args["faults"] == ["ok", "ok", "ok"]
+
+
+def test_live_sensors_never_flagged():
+    bus, node, h = _node()
+    t, events = 0, []
+    for s in range(3 * STUCK_N):
+        t, r, ev = _train_pair(h, t, s % 4, (1000, 5000), (-300, 2000), bus)
+        events += ev
+        assert all(f.op == "ok" and "bad" not in f.args for f in r)
+    assert events == []
+
+
+def test_saturated_and_noisy_sensors():
+    bus, node, h = _node()
+    bus.strain[0], bus.jitter[0] = 8388607, 0  # on the rail, as an HX711 reads it
+    t, r, ev = _measure(h, 0, {"phase": "forward", "tag": 1, "n": 2})
+    assert [e["kind"] for e in ev] == ["sat"] and r[0].args["bad"] == [0]
+    bus2, node2, h2 = _node(bus=VaryBus(jitter=50000))
+    t, r, ev = _measure(h2, 0, {"phase": "forward", "tag": 1, "n": 4})
+    assert sorted(e["kind"] for e in ev) == ["noisy", "noisy"]
+    bus3, node3, h3 = _node(bus=VaryBus(jitter=50000))
+    h3.one("configure", {"noise": 0})  # the check off
+    t, r, ev = _measure(h3, 0, {"phase": "forward", "tag": 1, "n": 4})
+    assert ev == [] and "bad" not in r[0].args
+
+
+def test_dead_sensor_latched_then_skipped():
+    bus, node, h = _node(bus=VaryBus(ready=True))
+    bus.ready_map[1] = 0  # slot 1: DOUT never low
+    t, r, ev = _measure(h, 0, {"phase": "forward", "tag": 1, "n": 2, "timeout_ms": 100})
+    assert r[0].op == "err" and r[0].args["field"] == "sensor"
+    assert ev == [{"ev": "fault", "kind": "dead", "ch": 1, "bond": [2, 3]}]
+    t, r, ev = _measure(h, t, {"phase": "forward", "tag": 1, "n": 2, "v": True})
+    assert r[0].op == "ok" and r[0].args["bad"] == [1] and r[0].args["e"][1] == 0.0
+    assert ev == []
+
+
+def test_save_load_by_step():
+    st = MemStorage()
+    bus, node, h = _node(storage=st)
+    assert h.one("identify").args["step"] is None
+    h.one("set", {"k": [120.0, 160.0]})
+    assert h.one("save", {"step": 1}).args["boots"] == 1
+    h.one("set", {"k": [130.0, 150.0]})
+    h.one("save", {"step": 2})
+    h.one("set", {"k": [131.0, 151.0]})
+    h.one("save", {"step": 2})  # the same checkpoint again: backup keeps step 1
+    assert persist.unpack(st.files[persist.BACKUP])["step"] == 1
+    r = h.one("load", {"step": 1})
+    assert r.op == "ok" and list(node.k) == [120.0, 160.0] and r.args["step"] == 1
+    assert h.one("load", {"step": 7}).args["field"] == "step"
+    assert h.one("load", {"step": 2}).op == "ok" and list(node.k) == [131.0, 151.0]
+    _, n2, h2 = _node(storage=st, boots=2)
+    assert h2.one("identify").args["step"] == 2 and list(n2.k) == [131.0, 151.0]
+
+
+class CutStorage(MemStorage):
+    """Flash that loses power after `budget` units: a byte written or a rename is one unit. A
+    write cut short leaves the bytes it got through, as a torn page would."""
+
+    def __init__(self, files, budget):
+        MemStorage.__init__(self)
+        self.files = dict(files)
+        self.budget = budget
+
+    def write(self, name, data):
+        if self.budget < len(data):
+            self.files[name] = bytes(data[: max(0, self.budget)])
+            self.budget = -1
+            raise OSError(5)
+        self.budget -= len(data)
+        MemStorage.write(self, name, data)
+
+    def rename(self, a, b):
+        if self.budget < 1:
+            self.budget = -1
+            raise OSError(5)
+        self.budget -= 1
+        MemStorage.rename(self, a, b)
+
+
+def test_power_cut_at_every_write_step_of_a_save():
+    """Two checkpoints on flash, then a third save cut at every byte and rename: the node
+    always boots with one of the last two checkpoints intact, never a corrupt state."""
+    st = MemStorage()
+    bus, node, h = _node(storage=st)
+    h.one("set", {"k": [120.0, 160.0]})
+    h.one("save", {"step": 1})
+    h.one("set", {"k": [130.0, 150.0]})
+    h.one("save", {"step": 2})
+    base = dict(st.files)
+    h.one("set", {"k": [140.0, 145.0]})
+    total = len(persist.pack(node._record())) + 2 + 40  # bytes + renames, with room to spare
+    seen = {}
+    for budget in range(total):
+        cut = CutStorage(base, budget)
+        n = emulated(fx.config(2), VaryBus(), storage=cut, boots=2)
+        n.kb[0], n.kb[1] = 140.0, 145.0
+        ok = fx.Host(n).one("save", {"step": 3}).op == "ok"
+        fresh = emulated(fx.config(2), VaryBus(), storage=MemStorage(), boots=3)
+        fresh.hal.storage.files = dict(cut.files)
+        fresh._restore()
+        got = (fresh.ckpt, list(fresh.kb), fresh.persist_status)
+        assert got[:2] in ((2, [130.0, 150.0]), (3, [140.0, 145.0])), (budget, got)
+        assert fresh.persist_status in ("ok", "backup")
+        if ok:
+            assert got[0] == 3
+        seen[got[0]] = seen.get(got[0], 0) + 1
+        # the host can always roll every board back to checkpoint 2
+        r = fx.Host(fresh).one("load", {"step": 2})
+        assert r.op == "ok" and list(fresh.kb) == [130.0, 150.0], (budget, r.args)
+    assert seen.get(2) and seen.get(3)
+
+
+def test_rejected_frames_leave_state():
+    bus, node, h = _node()
+    before = node.handle_line(codec.encode(999998, "n1", "state"))
+    node._cache.pop()
+    for op, args in (
+        ("load", {}),
+        ("load", {"step": -1}),
+        ("save", {"step": 1.5}),
+        ("state", {"only": "nope"}),
+        ("configure", {"noise": -1}),
+        ("reset", {"faults": 1}),
+    ):
+        r = h.one(op, args)
+        assert r.op == "err", (op, args, r.args)
+    after = node.handle_line(codec.encode(999998, "n1", "state"))
+    assert codec.decode(after[0]).args == codec.decode(before[0]).args
