@@ -28,6 +28,8 @@ from typing import Any
 # firmware).
 BENCHMARKS: dict[str, str] = {
     "solver": "insitu.bench.solver",
+    "gradient": "insitu.bench.gradient",
+    "paper": "insitu.bench.paper",
 }
 
 
