@@ -12,6 +12,11 @@ from types import ModuleType
 
 METHODS: dict[str, str] = {
     "insilico": "insitu.trainers.insilico",
+    "coupled": "insitu.trainers.coupled",
+    "spsa": "insitu.trainers.spsa",
+    "fd": "insitu.trainers.fd",
+    "pat": "insitu.trainers.pat",
+    "insilico-write": "insitu.trainers.insilico_write",
     "insitu": "insitu.trainers.insitu",
 }
 

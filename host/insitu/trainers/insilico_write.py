@@ -1,0 +1,93 @@
+"""In-silico training, then write the stiffnesses to the boards and score them physically.
+
+1. ``insilico.train`` on the digital twin (no loading at all);
+2. ``set`` the trained stiffnesses on every board (one message per board);
+3. forward phases on the whole train and test sets: the physical scores.
+
+The cost in loadings is the scoring alone; what it shows is the sim-to-real gap — on ideal
+boards the physical scores equal the twin's, on realistic ones they differ by whatever the
+twin does not know (element calibration, sensor gain, geometry). The history holds two
+physical records: epoch 0 (the boards before the write) and the last epoch (after it); the
+twin's own per-epoch history is kept in ``twin_history``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from insitu.network.schema import Network
+from insitu.rig.lab import emulated_rig
+from insitu.rig.session import Rig
+from insitu.tasks.base import Task
+from insitu.trainers import insilico, rigloop
+from insitu.trainers.common import (
+    Callback,
+    EpochRecord,
+    StepInfo,
+    TrainConfig,
+    TrainResult,
+    notify,
+)
+from insitu.trainers.insitu import Phases, evaluate
+
+METHOD = "insilico-write"
+
+
+@dataclass
+class WriteResult(rigloop.MethodResult):
+    twin_history: list[EpochRecord] = field(default_factory=list)
+
+
+class _Steps(Callback):
+    """Relays the twin's steps to the caller's callbacks (its epochs are not physical)."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = callbacks
+
+    def on_step(self, info: StepInfo) -> None:
+        notify(self.callbacks, "on_step", info)
+
+
+def train(
+    net: Network,
+    task: Task,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    rig: Rig | None = None,
+    profile: str = "realistic",
+    phases: Phases | None = None,
+    eval_every: int = 1,
+) -> WriteResult:
+    """Train in silico from the boards' present stiffness, write it, score it on the rig."""
+    del eval_every  # the physical scores are taken twice: before and after the write
+    if rig is None:
+        _, rig = emulated_rig(net, profile, seed=config.seed)
+    if phases is None:
+        phases = rigloop.default_phases(net, profile)
+    rig.tare(settle_ms=phases.settle_ms, n=phases.n)
+    rig.reset(opt=True)
+    k0 = rig.stiffness()
+    result = WriteResult(METHOD, task.name, config, k0.copy(), k0.copy())
+    notify(callbacks, "on_start", net, task, config, k0.copy())
+
+    def record(epoch: int, k: np.ndarray) -> None:
+        tr_loss, tr_acc = evaluate(rig, task, task.train, phases)
+        te_loss, te_acc = evaluate(rig, task, task.test, phases)
+        rec = EpochRecord(epoch, tr_loss, te_loss, tr_acc, te_acc, k.copy())
+        result.history.append(rec)
+        notify(callbacks, "on_epoch", rec)
+
+    record(0, k0)
+    twin: TrainResult = insilico.train(net, task, config, [_Steps(callbacks)], k0=k0)
+    rig.set_stiffness(twin.k_final)
+    result.k_final = rig.stiffness()
+    record(config.epochs, result.k_final)
+    result.twin_history = twin.history
+    result.steps = twin.steps
+    result.measurements = rig.counters.loadings
+    result.counters = rig.counters.snapshot()
+    notify(callbacks, "on_end", result)
+    return result

@@ -1,0 +1,91 @@
+"""SPSA kept local: a zeroth-order baseline whose update still happens on the nodes.
+
+Per mini-batch (2·B loadings, whatever the number of bonds):
+
+1. the host draws a step seed S and broadcasts ``perturb seed=S c=c sign=+1``: every node
+   draws its own Δ_b = ±1 per bond from (S, i, j) (``insitu_node.learning.spsa.sign``) and
+   sets k_b + c·Δ_b (clipped to its bounds);
+2. forward phases of the batch → the host computes L+ (batch-mean loss from the outputs);
+3. ``perturb seed=S c=c sign=-1`` → forward phases → L−;
+4. ``update rule=spsa lp=L+ lm=L− lr=..``: every node steps its *base* stiffness on
+   (L+ − L−)/(2c)·Δ_b with its own optimiser and goes back to base + step (the node refuses
+   ``rule=spsa`` without an active perturbation, so no ``perturb sign=0`` comes before it;
+   ``sign=0`` is how a caller abandons a perturbation without updating).
+
+Host traffic per step: three broadcasts plus the forward phases; the host sends two numbers,
+never a per-bond value. It can reproduce every Δ_b from S, so it knows the estimate it caused
+(reported in ``StepInfo.grad``). The estimate is unbiased to O(c²) but its variance grows with
+the number of bonds: SPSA needs many more steps than a gradient method (docs/methods.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from insitu.network.schema import Network
+from insitu.rig.session import Rig
+from insitu.tasks.base import Task
+from insitu.trainers import rigloop
+from insitu.trainers.common import Callback, TrainConfig
+from insitu.trainers.insitu import Phases
+from insitu_node.learning import spsa as spsa_rule
+
+METHOD = "spsa"
+C = 1.0  # perturbation, N/m (0.7 % of the li-mao range's middle; well above element resolution)
+SEED_MAX = 999_999_999  # the protocol's bound on `perturb seed`
+
+
+def directions(net: Network, seed: int) -> np.ndarray:
+    """Δ_b = ±1 per bond, as every node draws it from the step seed."""
+    ids = net.node_ids
+    return np.array(
+        [spsa_rule.sign(seed, int(ids[i]), int(ids[j])) for i, j in net.bonds], dtype=float
+    )
+
+
+def loadings_per_update(batch: int) -> int:
+    return 2 * batch
+
+
+def train(
+    net: Network,
+    task: Task,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    rig: Rig | None = None,
+    profile: str = "realistic",
+    phases: Phases | None = None,
+    eval_every: int = 1,
+    c: float = C,
+) -> rigloop.MethodResult:
+    """SPSA on the boards behind ``rig``; ``config.lr`` and ``config.optimiser`` are the
+    nodes' (Adam: each bond moves ~lr per step in the direction of its ±1 estimate)."""
+    if not c > 0:
+        raise ValueError(f"SPSA perturbation c must be > 0, got {c}")
+    seeds = np.random.default_rng([config.seed, 0x5B5A])
+
+    def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
+        def step(idx: np.ndarray) -> rigloop.Step:
+            seed = int(seeds.integers(0, SEED_MAX + 1))
+            rig.broadcast("perturb", {"seed": seed, "c": c, "sign": 1})
+            lp, _ = rigloop.batch_outputs(rig, task, idx, ph)
+            rig.broadcast("perturb", {"seed": seed, "c": c, "sign": -1})
+            lm, _ = rigloop.batch_outputs(rig, task, idx, ph)
+            rep = rig.update(
+                rule="spsa",
+                lr=config.lr,
+                opt=config.optimiser,
+                lp=lp,
+                lm=lm,
+                **rigloop.hyper(config),
+            )
+            g = spsa_rule.gradient(lp, lm, c, directions(rig.network, seed))
+            return rigloop.Step(0.5 * (lp + lm), g, rep.max_dk, rep.frozen)
+
+        return step
+
+    return rigloop.run(
+        METHOD, net, task, config, make_step, callbacks, rig, profile, phases, eval_every
+    )
