@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from insitu.cli.progress import Progress as _Progress
+
 HELP = "emulated boards learn Iris in situ (li-mao-2024, realistic profile)"
 
 DEFAULT_EPOCHS = 6
@@ -25,48 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"))
     p.add_argument("--network", default=None, help="network file (default: li-mao-2024)")
-
-
-class _Progress:
-    """A plain stderr progress line per epoch (no dependencies)."""
-
-    def __init__(self, epochs: int, steps_per_epoch: int) -> None:
-        self.epochs = epochs
-        self.total = max(1, epochs * steps_per_epoch)
-        self.t0 = time.monotonic()
-        self.losses: list[float] = []
-
-    def on_start(self, *args) -> None:
-        pass
-
-    def on_step(self, info) -> None:
-        self.losses.append(info.loss)
-        done = info.step / self.total
-        bar = "#" * int(30 * done)
-        loss = sum(self.losses[-8:]) / len(self.losses[-8:])
-        sys.stderr.write(
-            f"\r  epoch {info.epoch}/{self.epochs} [{bar:<30}] {100 * done:5.1f}%  "
-            f"loss {loss:.3f}  {time.monotonic() - self.t0:6.1f} s"
-        )
-        sys.stderr.flush()
-
-    def on_epoch(self, rec) -> None:
-        if rec.epoch == 0:
-            sys.stderr.write(
-                f"  initial: train {rec.train_accuracy:.3f}  test {rec.test_accuracy:.3f}\n"
-            )
-        else:
-            tr, te = rec.train_accuracy, rec.test_accuracy
-            sys.stderr.write(f"\n  epoch {rec.epoch}: train {tr:.3f}  test {te:.3f}\n")
-
-    def on_end(self, result) -> None:
-        sys.stderr.write("\n")
+    p.add_argument("--store", metavar="PATH", help="run store (default runs/insitu.sqlite)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from insitu.cli.main import UserError
+    from insitu.cli.plot import plot_run
+    from insitu.cli.train import _board_hashes
     from insitu.network.schema import load_network
     from insitu.rig import emulated_rig
+    from insitu.store import RunStore
+    from insitu.store.recorder import Recorder, probe_phases
     from insitu.tasks import make_task
     from insitu.trainers import insitu
     from insitu.trainers.common import TrainConfig
@@ -90,21 +63,33 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     t0 = time.monotonic()
-    _, rig = emulated_rig(net, args.profile, seed=args.seed, period_ms=25)
+    store = RunStore(args.store)
+    config = {"train": asdict(cfg), "method": "insitu", "task": {"task": "iris"}, "demo": True,
+              "profile": args.profile, "eval_every": args.epochs, "gradient_epochs": [0, -1],
+              "snapshot_every": 0, "period_ms": 25}  # fmt: skip
+    hashes = _board_hashes(net, args.profile, period_ms=25)
+    run_id = store.create_run("insitu", task.name, args.seed, config, net, args.profile, hashes)
+    lab, rig = emulated_rig(
+        net, args.profile, seed=args.seed, period_ms=25, flash_dir=store.run_dir(run_id) / "boards"
+    )
     steps = -(-task.train.size // cfg.batch)
+    phases = probe_phases(net, args.profile)
+    rec = Recorder(store, run_id, rig=rig, lab=lab, phases=phases, gradient_epochs=(0, -1))
     result = insitu.train(
         net,
         task,
         cfg,
-        callbacks=[_Progress(args.epochs, steps)],
+        callbacks=[_Progress(args.epochs, steps), rec],
         rig=rig,
         profile=args.profile,
         eval_every=args.epochs,
     )
+    plots = plot_run(store, run_id, store.run_dir(run_id))
     f = result.final
     print(
         f"train accuracy {f.train_accuracy:.3f}  test accuracy {f.test_accuracy:.3f}  "
         f"({result.measurements} physical loadings, {rig.counters.sent} host messages, "
         f"{time.monotonic() - t0:.0f} s)"
     )
+    print(f"run {run_id} recorded in {store.path}; plots: {', '.join(map(str, plots))}")
     return 0

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "gradcheck": "insitu.cli.gradcheck",
     "board": "insitu.cli.board",
     "bench": "insitu.cli.bench",
+    "runs": "insitu.cli.runs",
+    "plot": "insitu.cli.plot",
     "flash": "insitu.cli.flash",
     "ports": "insitu.cli.ports",
 }

@@ -142,7 +142,7 @@ def _gradient_epochs(text: str) -> tuple[int, ...]:
         raise UserError(f"--gradient-epochs takes epoch numbers like 0,-1, not {text!r}")
 
 
-def _board_hashes(net: Any, profile: str) -> dict[int, str]:
+def _board_hashes(net: Any, profile: str, period_ms: int = PERIOD_MS) -> dict[int, str]:
     """Config hash per board the emulated boards of this profile will be running."""
     from insitu.deploy.nodeconfig import expected_hash
     from insitu.emulator.inprocess import firmware_profile, world_calibration
@@ -150,7 +150,7 @@ def _board_hashes(net: Any, profile: str) -> dict[int, str]:
     from insitu.rig.session import expected_configs
 
     cal = world_calibration(World(net, firmware_profile(profile)))
-    return {b: expected_hash(c) for b, c in expected_configs(net, cal, period_ms=PERIOD_MS).items()}
+    return {b: expected_hash(c) for b, c in expected_configs(net, cal, period_ms=period_ms).items()}
 
 
 class _Job:
@@ -178,24 +178,19 @@ class _Job:
 
         if self.on_rig:
             self.lab, self.rig = emulated_rig(
-                self.net, self.profile, seed=self.cfg.seed, period_ms=PERIOD_MS,
+                self.net, self.profile, seed=self.cfg.seed,
+                period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
                 flash_dir=flash_dir,
             )  # fmt: skip
 
     def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
         from insitu.cli.progress import Progress
-        from insitu.store.recorder import Recorder, mark_failed
-        from insitu.trainers.insitu import Phases, settle_ms_for
+        from insitu.store.recorder import Recorder, mark_failed, probe_phases
 
         steps = -(-self.task.train.size // self.cfg.batch)
         callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
         if store is not None:
-            phases = None
-            if self.on_rig:
-                real = self.profile != "ideal"
-                phases = Phases(
-                    settle_ms=settle_ms_for(self.net, self.profile), u_floor=1e-6 if real else 0.0
-                )
+            phases = probe_phases(self.net, self.profile) if self.on_rig else None
             grads = tuple(self.settings.get("gradient_epochs", ()))
             self.recorder = Recorder(
                 store, self.run_id, rig=self.rig,

@@ -205,6 +205,14 @@ class Recorder(Callback):
         self.store.add_gradient(self.run, epoch, self.step, insitu, exact)
 
 
+def probe_phases(net: Any, profile: str | None) -> Any:
+    """The phases insitu.train measures with on this profile (settle 10 τ, displacement floor)."""
+    from insitu.trainers.insitu import Phases, settle_ms_for
+
+    real = profile not in (None, "ideal")
+    return Phases(settle_ms=settle_ms_for(net, profile or "ideal"), u_floor=1e-6 if real else 0.0)
+
+
 def mark_failed(store: RunStore, run: int, exc: BaseException, step: int | None) -> None:
     """Status failed (or interrupted on Ctrl-C) and an event saying why."""
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
