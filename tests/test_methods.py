@@ -202,5 +202,5 @@ def test_one_step_of_each_method_costs_what_it_predicts(net):
     for m, per in want.items():
         r = method_module(m).train(net, task, cfg, profile="ideal")
         assert r.step_loadings == [per, per], m
-    r = coupled.train(net, task, cfg, profile="ideal", how="matched", symmetric=True)
+    r = coupled.train(net, task, cfg, profile="ideal", nudge="matched", symmetric=True)
     assert r.step_loadings == [coupled.loadings_per_update(B, n_out, "matched", True)] * 2
