@@ -17,8 +17,8 @@ interpreter's own pty, and makes the process behave like a board:
 * hard reset (``machine.reset()``, the watchdog, :meth:`hard_reset`): new interpreter,
   ``boot.py`` then ``main.py``, ``machine.reset_cause()`` tells which;
 * power cut (:meth:`power_cut`): the process is killed at once, flash stays as it is;
-* Ctrl-C: the interpreter's pty has ISIG on while code runs, so the kernel turns 0x03 into
-  SIGINT, which the unix port raises as KeyboardInterrupt - as on a board.
+* Ctrl-C: raises KeyboardInterrupt in running code and is a plain key at the REPL, as on a
+  board; the supervisor delivers it (SIGINT) at a safe moment, see ``_ctrl_c``.
 
 The board's side channel (``emubus`` and ``machine`` on the board) is a unix-domain socket
 served by the same thread; see ``host/insitu/emulator/mp/emubus.py`` for the wire format and
@@ -166,16 +166,16 @@ def _set_nonblocking(fd: int) -> None:
 
 def _board_termios(fd: int) -> None:
     """Terminal mode of the interpreter's pty while code runs (the unix port saves it at start
-    and restores it around every execution): no echo, no line editing, no output processing,
-    ISIG with only VINTR = Ctrl-C (-> SIGINT -> KeyboardInterrupt) and NOFLSH, so a Ctrl-C
-    does not discard input queued behind it. At its prompts the unix port switches to raw."""
+    and restores it around every execution; at its prompts it sets c_lflag = 0, "raw"): no
+    echo, no line editing, no output processing, and no ISIG - Ctrl-C is delivered by the
+    supervisor (see _ctrl_c). NOFLSH does nothing without ISIG; it is there so that c_lflag
+    is non-zero while code runs and the supervisor can tell the two modes apart."""
     a = termios.tcgetattr(fd)
     a[0] = 0  # iflag: no ICRNL, no IXON
     a[1] = 0  # oflag: no OPOST (the supervisor does \n -> \r\n like a board's USB console)
     a[2] = termios.CS8 | termios.CREAD | termios.CLOCAL
-    a[3] = termios.ISIG | termios.NOFLSH
+    a[3] = termios.NOFLSH
     cc: list[bytes | int] = [b"\x00"] * len(a[6])
-    cc[termios.VINTR] = b"\x03"
     cc[termios.VMIN] = 1
     cc[termios.VTIME] = 0
     a[6] = cc
@@ -196,7 +196,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec
-    # the interpreter's pty becomes its controlling terminal, so Ctrl-C (ISIG) -> SIGINT
+    # the interpreter's pty becomes its controlling terminal, as for a program on a console
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     # die with the supervisor thread that started it, even if the host process is killed
     if _PRCTL is not None:
@@ -340,7 +340,13 @@ class MicroPythonBoard:
         self._gate = False
         self._gate_deadline: float | None = None
         self._gate_poll_at: float | None = None  # waiting for the REPL's tty to go raw
-        self._out_state = "pass"  # pass | prompt | rawboot | rawbanner | rawenter
+        self._in_runner = False  # boot.py/main.py running in the boot runner
+        self._intr: str | None = None  # Ctrl-C in progress: "wait" | "hold"
+        self._intr_deadline = 0.0
+        self._intr_poll_at: float | None = None
+        self._intr_stuck = 0
+        self._child_tty = ""
+        self._out_state = "pass"  # pass | rawboot | rawbanner | rawenter
         self._scan = bytearray()
         self._mode = "friendly"
         self._prev_cr = False
@@ -615,7 +621,8 @@ class MicroPythonBoard:
                 self._update_interest()
                 now = time.monotonic()
                 deadlines = [d for d in (self._wdt_deadline, self._gate_deadline,
-                                         self._gate_poll_at, self._respawn_at) if d is not None]
+                                         self._gate_poll_at, self._intr_poll_at,
+                                         self._respawn_at) if d is not None]
                 timeout = max(0.0, min(deadlines) - now) if deadlines else None
                 for key, mask in sel.select(timeout):
                     key.data(mask)
@@ -642,10 +649,15 @@ class MicroPythonBoard:
             self._hard_reset(WDT_RESET, drain=True)
         if self._gate_poll_at is not None and now >= self._gate_poll_at:
             self._open_gate_at_prompt()
+        if self._intr_poll_at is not None and now >= self._intr_poll_at:
+            self._intr_timer(now)
         if self._gate_deadline is not None and now >= self._gate_deadline:
             # safety valve: the interpreter never said it was ready
             self._event("gate-timeout", f"{self._out_state} {bytes(self._scan[-80:])!r}")
-            self._open_gate()
+            if self._child_deadlocked():
+                self._recover_deadlock()
+            else:
+                self._open_gate()
         if self._respawn_at is not None and now >= self._respawn_at:
             args = self._respawn_args
             self._respawn_at = self._respawn_args = None
@@ -713,14 +725,147 @@ class MicroPythonBoard:
         self._pump_in()
 
     def _pump_in(self) -> None:
-        while self._in and self._gate and self._child_m >= 0:
+        while self._in and self._gate and self._child_m >= 0 and self._intr is None:
+            i = self._in.find(b"\x03", 0, 4096)
+            if i == 0:
+                self._ctrl_c(time.monotonic())
+                continue
+            chunk = self._in[: i if i > 0 else 4096]
             try:
-                n = os.write(self._child_m, self._in[:4096])
+                n = os.write(self._child_m, chunk)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # child gone; its exit is handled by _on_child
             del self._in[:n]
+
+    # Ctrl-C. The unix port raises KeyboardInterrupt *asynchronously*: its SIGINT handler
+    # longjmps out of whatever the VM was doing, so a Ctrl-C landing while the VM holds its
+    # GC or qstr mutex leaves that mutex locked and the interpreter deadlocks later (seen:
+    # futex_wait in qstr_from_strn_helper). And between two executions it has no handler at
+    # all (SIG_DFL: SIGINT kills it). So the tty never generates SIGINT (no ISIG) and every
+    # 0x03 from the host goes through here, at the head of the input queue:
+    # * the REPL is reading (tty raw) and has consumed all input before the 0x03: pass the
+    #   byte on, the REPL handles it like a board's;
+    # * code runs (boot.py/main.py in the boot runner, or a REPL command): send SIGINT, at a
+    #   moment the interpreter sleeps in a system call (waited for up to 50 ms), then hold
+    #   later input until the REPL is up (or 0.3 s), checking for a deadlock meanwhile;
+    # * otherwise wait (polled every millisecond).
+
+    def _ctrl_c(self, now: float) -> None:
+        waiting = self._intr == "wait"
+        if not waiting:
+            self._intr_deadline = now + 0.05
+        expired = waiting and now >= self._intr_deadline
+        raw = self._child_tty_raw()
+        if self._in_runner and raw:
+            self._in_runner = False  # the runner is over and the REPL reads
+        if raw:
+            if expired or self._child_inq() == 0:
+                self._write_ctrl_c_byte(now)
+                return
+        elif expired or self._child_blocked():
+            del self._in[:1]
+            self._interrupt()
+            self._intr, self._intr_deadline, self._intr_stuck = "hold", now + 0.3, 0
+            self._intr_poll_at = now + 0.001
+            return
+        self._intr, self._intr_poll_at = "wait", now + 0.001
+
+    def _write_ctrl_c_byte(self, now: float) -> None:
+        try:
+            os.write(self._child_m, b"\x03")
+        except OSError:  # full or gone: try again shortly (the exit handler cleans up)
+            self._intr, self._intr_poll_at = "wait", now + 0.001
+            return
+        del self._in[:1]
+        self._intr = self._intr_poll_at = None
+
+    def _intr_timer(self, now: float) -> None:
+        self._intr_poll_at = None
+        if self._child_m < 0 or self._proc is None:
+            self._intr = None
+            return
+        if self._intr == "wait":
+            self._ctrl_c(now)
+        elif self._child_tty_raw() or now >= self._intr_deadline:  # "hold" is over
+            self._intr = None
+        elif self._child_deadlocked():
+            self._intr_stuck += 1
+            if self._intr_stuck >= 2:
+                self._recover_deadlock()
+                return
+            self._intr_poll_at = now + 0.005
+        else:
+            self._intr_stuck = 0
+            self._intr_poll_at = now + 0.005
+        if self._intr is None:
+            self._pump_in()
+
+    def _recover_deadlock(self) -> None:
+        """The interpreter hangs on a lock a Ctrl-C left held: restart it without running
+        anything (its state is lost; a board would have shown a traceback and the prompt).
+        Input held behind the Ctrl-C goes to the new interpreter."""
+        self._event("deadlock", str(self.pid))
+        raw = self._mode == "raw"
+        self._kill_child()
+        self._spawn(False, False, raw, self._cause, "quiet")
+
+    def _child_tty_raw(self) -> bool:
+        """True when the interpreter's REPL is reading input: the unix port puts its tty in
+        raw mode (c_lflag = 0) only there. On Linux tcgetattr on the master reports the
+        slave's modes."""
+        if self._child_m < 0:
+            return False
+        try:
+            return termios.tcgetattr(self._child_m)[3] == 0
+        except termios.error:
+            return False
+
+    def _child_inq(self) -> int:
+        """Bytes written to the interpreter's tty that it has not read yet."""
+        try:
+            fd = os.open(self._child_tty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        try:
+            buf = fcntl.ioctl(fd, termios.TIOCINQ, b"\0\0\0\0")
+            return int(struct.unpack("i", buf)[0])
+        except OSError:
+            return 0
+        finally:
+            os.close(fd)
+
+    def _proc_state(self) -> tuple[str, str, int]:
+        """(state letter, wchan, number of threads) of the interpreter process."""
+        p = self._proc
+        if p is None:
+            return "", "", 0
+        try:
+            stat = Path(f"/proc/{p.pid}/stat").read_text()
+            wchan = Path(f"/proc/{p.pid}/wchan").read_text()
+            tasks = len(os.listdir(f"/proc/{p.pid}/task"))
+        except OSError:
+            return "", "", 0
+        return stat[stat.rfind(")") + 2], wchan, tasks
+
+    def _child_blocked(self) -> bool:
+        """The interpreter sleeps in a system call (read, poll, sleep...), not on a lock:
+        a good moment for SIGINT. True when it cannot be told."""
+        state, wchan, _ = self._proc_state()
+        if not state:
+            return True
+        return state == "S" and "futex" not in wchan
+
+    def _child_deadlocked(self) -> bool:
+        state, wchan, tasks = self._proc_state()
+        return state == "S" and "futex" in wchan and tasks == 1
+
+    def _interrupt(self) -> None:
+        p = self._proc
+        if p is not None and p.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p.pid, signal.SIGINT)
 
     def _emit(self, data: bytes) -> None:
         """Send board output to the host (pty and TCP client)."""
@@ -834,6 +979,7 @@ class MicroPythonBoard:
         cmd += ["-i", "-c", _BOOT_CMD]
         m, s = os.openpty()
         try:
+            self._child_tty = os.ttyname(s)
             _board_termios(s)
             self._proc = subprocess.Popen(
                 cmd,
@@ -857,6 +1003,8 @@ class MicroPythonBoard:
         self._gate = False
         self._gate_deadline = now + _GATE_TIMEOUT
         self._gate_poll_at = None
+        self._in_runner = False
+        self._intr = self._intr_poll_at = None
         self._out_state = "rawboot" if raw else "pass"
         self._scan.clear()
         self._event("boot", why)
@@ -874,14 +1022,10 @@ class MicroPythonBoard:
         self._gate_poll_at = None
         if self._child_m < 0:
             return
-        try:
-            lflag = termios.tcgetattr(self._child_m)[3]
-        except termios.error:
-            lflag = 0
-        if lflag & termios.ISIG:
-            self._gate_poll_at = time.monotonic() + 0.001
-        else:
+        if self._child_tty_raw():
             self._open_gate()
+        else:
+            self._gate_poll_at = time.monotonic() + 0.001
 
     def _on_child(self, mask: int) -> None:
         if mask & selectors.EVENT_READ:
@@ -932,16 +1076,6 @@ class MicroPythonBoard:
         if st == "pass":
             self._track_mode(data)
             self._emit(data)
-        elif st == "prompt":  # REPL starting after boot: open the gate once the prompt is up
-            self._track_mode(data)
-            self._emit(data)
-            self._scan += data
-            if _FRIENDLY_PROMPT in self._scan or _RAW_PROMPT in self._scan:
-                self._scan.clear()
-                self._out_state = "pass"
-                self._open_gate_at_prompt()
-            elif len(self._scan) > 4096:
-                del self._scan[:-64]
         elif st == "rawboot":  # boot.py output of a raw-REPL soft reboot: pass it on
             self._emit(data)
         elif st == "rawbanner":  # swallow the unix friendly banner, then ask for the raw REPL
@@ -998,6 +1132,8 @@ class MicroPythonBoard:
                 c.sock.close()
             del self._conns[fd]
         self._gate = False
+        self._in_runner = False
+        self._intr = self._intr_poll_at = None
         self._gate_deadline = self._gate_poll_at = None
 
     def _kill_child(self) -> None:
@@ -1140,16 +1276,21 @@ class MicroPythonBoard:
                 return "k"
             if op == "U":
                 if self._out_state == "pass":
+                    self._in_runner = True
                     self._open_gate()
                 return None
             if op == "D":
+                # The REPL comes next: hold host input until its tty is raw (Ctrl-C is then a
+                # plain character). Not keyed on the prompt in the output: when a Ctrl-C
+                # interrupted the runner in this very request, the prompt may already be out.
+                self._in_runner = False
+                self._intr = self._intr_poll_at = None
                 if self._out_state == "rawboot":
                     self._out_state = "rawbanner"
                 else:
                     self._gate = False
                     self._gate_deadline = time.monotonic() + _GATE_TIMEOUT
-                    self._out_state = "prompt"
-                    self._scan.clear()
+                    self._open_gate_at_prompt()
                 return "k"
             if op == "W":
                 ms = int(rest)

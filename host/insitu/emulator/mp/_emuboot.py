@@ -32,9 +32,17 @@ def _run(name, g):
 
 
 def boot(g):
-    emubus.notify("U")
-    if os.getenv("INSITU_RUN_BOOT") == "1":
-        _run("boot.py", g)
-    if os.getenv("INSITU_RUN_MAIN") == "1":
-        _run("main.py", g)
-    emubus.request("D")
+    try:
+        emubus.notify("U")
+        if os.getenv("INSITU_RUN_BOOT") == "1":
+            _run("boot.py", g)
+        if os.getenv("INSITU_RUN_MAIN") == "1":
+            _run("main.py", g)
+    except KeyboardInterrupt as e:  # Ctrl-C between the scripts: shown, like pyexec does
+        sys.print_exception(e)
+    while True:  # "D" must reach the supervisor, whatever Ctrl-C hits meanwhile
+        try:
+            emubus.request("D")
+            return
+        except KeyboardInterrupt:
+            pass
