@@ -552,3 +552,45 @@ def test_zz_report_flash_times(flashed):
     for what, t in TIMINGS.items():
         print(f"\n{what}: {t:.1f} s", end="")
     assert TIMINGS
+
+
+def test_a_board_whose_watchdog_runs_is_reset_before_the_copy(net, tmp_path, capsys):
+    """DESIGN §5: a started watchdog cannot be stopped and mpremote's interrupt stops main.py
+    feeding it. The probe sees wdt.enable in the board's config, so flash resets the board
+    first and copies inside the boot grace period; no watchdog reset happens during the copy."""
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=True)
+    board = lab.boards[3]
+    cfg = dict(lab.configs[3], wdt={"enable": True, "timeout_ms": 2000, "grace_ms": 3000})
+    (board.flash_dir / "config.json").write_text(config_text(cfg))
+    lab.start()
+    try:
+        board.wait_event("wdt", timeout=30)  # the firmware started its watchdog after grace
+        n = len(board.events)
+        rc, out, err = _cli(
+            capsys,
+            "flash",
+            str(LI_MAO),
+            "--node",
+            "3",
+            "--family",
+            "emu",
+            "--json",
+            "--force",  # copy every file
+            "--port",
+            board.port,
+        )
+        assert rc == 0, err
+        (b,) = json.loads(out)["boards"]
+        assert b["ok"] and len(b["copied"]) == len(firmware_files()) + 1, b
+        assert any("watchdog enabled" in note for note in b["notes"])
+        assert b["mpremote_calls"] >= 2  # probe, copy + reset
+        # from the reset before the copy to the reset after it no watchdog runs (measured
+        # without the rule: the watchdog reset the board in the middle of the flash)
+        during = board.events[n:]
+        resets = [i for i, e in enumerate(during) if e.kind == "boot" and e.detail == "soft"]
+        assert len(resets) >= 2, during  # machine.reset() before the copy and after it
+        copy = during[resets[-2] : resets[-1]]
+        assert not [e for e in copy if e.kind == "wdt" or e.detail == "wdt"], copy
+        assert json.loads((board.flash_dir / "config.json").read_text()).get("wdt") is None
+    finally:
+        lab.stop()

@@ -21,8 +21,9 @@ Python first, then on PATH):
 Watchdog rule (DESIGN.md §5): a started hardware watchdog cannot be stopped, and interrupting
 ``main.py`` stops feeding it, so a board whose running config enables ``wdt`` could be reset
 in the middle of a copy. The firmware starts its watchdog only after ``wdt.grace_ms`` of
-uptime; so when the probe sees ``wdt.enable``, flash first resets the board (which stops the
-watchdog), and copies right after the reboot, inside the grace period.
+uptime; so when the probe sees ``wdt.enable``, flash first resets the board (``machine.reset()``
+typed at its REPL, which stops the watchdog), and copies right after the reboot, inside the
+grace period. The probe itself must finish within the watchdog's timeout (it takes ~0.2 s).
 
 Config generation (:func:`deploy_configs`) is the same as ``insitu board config`` for real
 families (nominal bench calibration + the family's pin map) and the same as the emulator's
@@ -59,6 +60,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
 CONFIG_FILE = "config.json"
 PROBE_MARK = "INSITU-PROBE "
 MPREMOTE_TIMEOUT = 120.0  # seconds for one mpremote invocation
+PROBE_TIMEOUT = 15.0  # seconds for the probe (a small exec)
 BOOT_TIMEOUT = 20.0  # seconds from reset until the board must answer identify
 
 __all__ = [
@@ -198,15 +200,16 @@ class Mpremote:
         self.exe = exe or find_mpremote()
         self.timeout = timeout
 
-    def run(self, port: str, args: Sequence[str], what: str) -> str:
+    def run(self, port: str, args: Sequence[str], what: str, timeout: float | None = None) -> str:
         """``mpremote connect PORT ARGS...``; stdout, or FlashError with mpremote's last line."""
         cmd = [self.exe, "connect", port, *args]
+        limit = self.timeout if timeout is None else timeout
         try:
             r = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=self.timeout, stdin=subprocess.DEVNULL
+                cmd, capture_output=True, text=True, timeout=limit, stdin=subprocess.DEVNULL
             )
         except subprocess.TimeoutExpired:
-            raise FlashError(f"{port}: mpremote {what} timed out after {self.timeout:.0f} s")
+            raise FlashError(f"{port}: mpremote {what} timed out after {limit:.0f} s") from None
         if r.returncode != 0:
             lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
             last = lines[-1] if lines else f"exit status {r.returncode}"
@@ -292,7 +295,8 @@ def probe_board(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> Probe:
     script = (
         f"MARK = {PROBE_MARK!r}\nFILES = {list(dests)!r}\nDIRS = {_dirs_of(dests)!r}\n" + _PROBE
     )
-    out = mp.run(port, ["exec", script], "probe")
+    # short limit: a board reset under mpremote (a running watchdog) leaves it waiting forever
+    out = mp.run(port, ["exec", script], "probe", timeout=PROBE_TIMEOUT)
     for line in out.splitlines():
         if line.startswith(PROBE_MARK):
             d = json.loads(line[len(PROBE_MARK) :])
@@ -305,6 +309,27 @@ def probe_board(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> Probe:
             )
     tail = out.strip().splitlines()[-1:] or ["no output"]
     raise FlashError(f"{port}: the board did not run the probe: {tail[0]}")
+
+
+def repl_reset(port: str) -> None:
+    """Hard-reset a board from its friendly REPL without waiting for any prompt.
+
+    Not with mpremote: its raw-REPL handshake hangs when the watchdog resets the board in the
+    middle of it. Ctrl-C (interrupt), Ctrl-B (friendly REPL), then ``machine.reset()`` typed
+    as a line: whether this or the watchdog resets the board first, it reboots into main.py
+    and its grace period.
+    """
+    import serial
+
+    try:
+        with serial.serial_for_url(port, baudrate=115200, timeout=0) as s:
+            s.write(b"\r\x03\x03\x02")
+            time.sleep(0.05)
+            s.write(b"import machine; machine.reset()\r")
+            s.flush()
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise FlashError(f"{port}: cannot reset the board: {exc}") from None
+    time.sleep(0.3)
 
 
 def port_is_device(port: str) -> bool:
@@ -416,7 +441,15 @@ def flash_board(
     version = firmware_version(root)
     res = FlashResult(board, port)
 
-    probe = probe_board(mp, port, list(files))
+    try:
+        probe = probe_board(mp, port, list(files))
+    except FlashError:
+        # a running watchdog may reset the board under the probe; it then boots into its
+        # grace period, where a second probe (and the reset below) are safe
+        res.mpremote_calls += 1
+        time.sleep(0.5)
+        probe = probe_board(mp, port, list(files))
+        res.notes.append("probe repeated")
     res.mpremote_calls += 1
     res.uid = probe.uid
     if expect_uid is not None and probe.uid != expect_uid.lower():
@@ -427,8 +460,7 @@ def flash_board(
     if probe.watchdog:
         # the old config enables the watchdog: reset first so it is not running while we copy
         grace = (probe.wdt or {}).get("grace_ms", "?")
-        mp.run(port, ["reset"], "reset")
-        res.mpremote_calls += 1
+        repl_reset(port)
         wait_port(port, boot_timeout)
         res.notes.append(f"watchdog enabled (grace {grace} ms): reset before copying")
 
