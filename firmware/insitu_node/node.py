@@ -95,7 +95,7 @@ class Node:
         self._cache = []  # [seq, crc, reply line or None while deferred]
         self._spsa = None  # (seed, c) of the active perturbation
         self.persist_status = "new"
-        self.ckpt = None  # host checkpoint number of the state in use (save/load step=)
+        self.ckpt = None  # checkpoint the state in RAM was saved as / loaded from (step=)
         self._restore()
         self._apply_k()
 
@@ -273,7 +273,7 @@ class Node:
 
     # ---- ops (each validates everything before changing anything) -------------------------
     def _op_ping(self, f, a):
-        return {"t": self.now, "busy": self._mstate != IDLE, "safe": self.safe}
+        return {"t": self.now, "busy": self._mstate != IDLE, "safe": self.safe, "boots": self.boots}
 
     def _op_identify(self, f, a):
         p = {
@@ -482,6 +482,7 @@ class Node:
         dk, frozen = self.opt.step(self.kb, self._g, self.k_min, self.k_max, a)
         for b, kb, m, v in keep:
             self.kb[b], self.opt.m[b], self.opt.v[b] = kb, m, v
+        self.ckpt = None  # the state in RAM is no saved checkpoint any more
         self._spsa = None
         self.acc.reset()
         self.acc.forget_tags()  # forward states belong to the old stiffness
@@ -511,6 +512,7 @@ class Node:
         if self._spsa is not None:
             self._spsa = None
             self._apply_k()
+        self.ckpt = None
         for i in range(len(slots)):
             self.kb[slots[i]] = ks[i]
             self.k[slots[i]] = ks[i]
@@ -566,6 +568,8 @@ class Node:
 
     def _op_save(self, f, a):
         step = a["step"]
+        if step is None:  # no number: the state keeps the label of the checkpoint in use
+            step = self.ckpt
         rotate = step is None or step != self.ckpt  # a checkpoint saved again keeps the backup
         old = self.ckpt
         self.ckpt = step
@@ -605,6 +609,8 @@ class Node:
             self.health.clear()
         self.acc.reset()
         self.acc.forget_tags()
+        if a["opt"] or a["k"]:
+            self.ckpt = None
         if a["opt"]:
             self.opt.reset()
         if a["k"]:

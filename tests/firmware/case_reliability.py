@@ -117,15 +117,19 @@ def test_save_load_by_step():
     assert h.one("save", {"step": 1}).args["boots"] == 1
     h.one("set", {"k": [130.0, 150.0]})
     h.one("save", {"step": 2})
-    h.one("set", {"k": [131.0, 151.0]})
+    h.one("configure", {"slot": 0, "gain": 2e-9})  # a re-tare/calibration, k unchanged
     h.one("save", {"step": 2})  # the same checkpoint again: backup keeps step 1
     assert persist.unpack(st.files[persist.BACKUP])["step"] == 1
     r = h.one("load", {"step": 1})
     assert r.op == "ok" and list(node.k) == [120.0, 160.0] and r.args["step"] == 1
     assert h.one("load", {"step": 7}).args["field"] == "step"
-    assert h.one("load", {"step": 2}).op == "ok" and list(node.k) == [131.0, 151.0]
+    assert h.one("load", {"step": 2}).op == "ok" and list(node.k) == [130.0, 150.0]
+    assert node.gain[0] == 2e-9
+    h.one("set", {"k": [131.0, 151.0]})  # changed: a save without a step is no checkpoint
+    h.one("save")
     _, n2, h2 = _node(storage=st, boots=2)
-    assert h2.one("identify").args["step"] == 2 and list(n2.k) == [131.0, 151.0]
+    assert h2.one("identify").args["step"] is None and list(n2.k) == [131.0, 151.0]
+    assert h2.one("load", {"step": 2}).op == "ok"  # now the backup
 
 
 class CutStorage(MemStorage):

@@ -40,6 +40,15 @@ class RigError(RuntimeError):
     """A board is missing, refused a request, or is not the board the network file expects."""
 
 
+class RigReboot(RigError):
+    """A board restarted since connect(): what it held in RAM (accumulated samples, forward
+    states, forces, clamps, unsaved updates) is gone. ``boards``: their addresses."""
+
+    def __init__(self, message: str, boards: Sequence[str]) -> None:
+        super().__init__(message)
+        self.boards = list(boards)
+
+
 @dataclass
 class Counters:
     """What the session has cost so far (telemetry for the run log and benchmarks)."""
@@ -73,6 +82,7 @@ class BoardInfo:
     config_hash: str
     boots: int
     persist: str
+    step: int | None = None  # checkpoint of the state the board runs (save/load step=)
 
 
 @dataclass
@@ -163,6 +173,7 @@ class Rig:
         self.events: list[tuple[str, dict]] = []
         self._by_addr = {node_address(bd): bd for bd in network.boards}
         self._forces_on: set[Port] = set()
+        self.held: dict[str, list[int]] = {}  # address → bond slots frozen for a sensor fault
 
     @property
     def links(self) -> list[Link]:
@@ -426,6 +437,7 @@ class Rig:
             config_hash=str(a.get("cfg")),
             boots=int(a.get("boots", 0)),
             persist=str(a.get("persist")),
+            step=a.get("step"),
         )
 
     # ------------------------------------------------------------------ actuation
@@ -538,6 +550,10 @@ class Rig:
             args["batch"] = int(batch)
         args.update({k: float(v) for k, v in hyper.items()})
         replies = self.broadcast("update", args)
+        self._check_boots("update", replies)
+        for addr, p in replies.items():
+            if p.get("held"):
+                self.held[addr] = [int(s) for s in p["held"]]
         return UpdateSummary(
             max_dk=max(float(p.get("max_dk", 0.0)) for p in replies.values()),
             frozen=sum(int(p.get("frozen", 0)) for p in replies.values()),
@@ -556,15 +572,81 @@ class Rig:
         self.broadcast("configure", {"tare": True})
         self.reset()
 
-    def save(self) -> None:
-        """Every node persists its stiffness and optimiser state to flash."""
-        self.broadcast("save")
+    def save(self, step: int | None = None) -> None:
+        """Every node persists its stiffness, calibration and optimiser state to flash, as
+        checkpoint ``step`` (a node keeps this one and the previous one). RigReboot if a board
+        restarted since connect(): its checkpoint may be older than the others'."""
+        replies = self.broadcast("save", {} if step is None else {"step": int(step)})
+        self._check_boots("save", replies)
+
+    def load(self, step: int) -> None:
+        """Every node goes back to its saved checkpoint ``step`` (forces off, clamps released,
+        accumulators and forward states cleared)."""
+        self.broadcast("load", {"step": int(step)})
+        self._forces_on.clear()
+
+    def recover(self, step: int | None) -> list[str]:
+        """After a reboot or a lost exchange: identify every board again (new boot counts),
+        roll every board back to checkpoint ``step`` (None: just clear what was in flight) and
+        put forces and clamps in a known state. Returns the addresses that had rebooted."""
+        before = {a: i.boots for a, i in self.boards.items()}
+        self.connect()
+        rebooted = [a for a, i in self.boards.items() if i.boots != before.get(a, i.boots)]
+        if step is not None:
+            self.load(step)
+        else:
+            self.reset()
+        self.forces_off()
+        self.release()
+        return rebooted
+
+    def check_boots(self) -> None:
+        """One ping broadcast: RigReboot if any board restarted since connect()."""
+        self._check_boots("ping", self.broadcast("ping"))
+
+    def _check_boots(self, op: str, replies: Mapping[str, Mapping[str, Any]]) -> None:
+        moved = [
+            a
+            for a, p in replies.items()
+            if "boots" in p and a in self.boards and int(p["boots"]) != self.boards[a].boots
+        ]
+        if moved:
+            who = ", ".join(self._name(a) for a in sorted(moved, key=_addr_key))
+            raise RigReboot(f"{who} restarted (boot count changed) before {op}", moved)
+
+    def fault_report(self) -> list[str]:
+        """One line per sensor fault the boards reported (events) and bond frozen (update
+        replies), naming board, node and bond: what the user is told."""
+        ids = self.network.node_ids
+        lines = []
+        seen = set()
+        for addr, ev in self.events:
+            if ev.get("ev") != "fault" or (addr, ev.get("ch")) in seen:
+                continue
+            seen.add((addr, ev.get("ch")))
+            what = (
+                f"bond {ev['bond'][0]}-{ev['bond'][1]}"
+                if "bond" in ev
+                else f"displacement axis {ev.get('axis')}"
+            )
+            lines.append(f"{self._name(addr)}: {what}: sensor {ev.get('kind')}")
+        for addr, slots in sorted(self.held.items(), key=lambda x: _addr_key(x[0])):
+            bd = self._by_addr.get(addr)
+            if bd is None:
+                continue
+            for slot in slots:
+                b = bd.bonds[slot]
+                i, j = ids[self.network.bonds[b, 0]], ids[self.network.bonds[b, 1]]
+                lines.append(f"{self._name(addr)}: bond {i}-{j} (#{b}) frozen, no more updates")
+        return lines
 
     # ------------------------------------------------------------------ reading back
 
-    def state(self) -> dict[str, dict[str, Any]]:
-        """Every board's `state` payload (one request per board: diagnostics, not a step)."""
-        return {addr: self.request(info.board, "state") for addr, info in self.boards.items()}
+    def state(self, only: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every board's `state` payload (one request per board: diagnostics, not a step);
+        ``only``: just that key (a reply of tens of bytes instead of ~1 KB)."""
+        args = {} if only is None else {"only": only}
+        return {addr: self.request(info.board, "state", args) for addr, info in self.boards.items()}
 
     def _per_bond(self, states: Mapping[str, dict[str, Any]], key: str) -> np.ndarray:
         out = np.full(self.network.n_bonds, np.nan)
@@ -576,7 +658,7 @@ class Rig:
 
     def stiffness(self, states: Mapping[str, dict[str, Any]] | None = None) -> np.ndarray:
         """Commanded stiffness per bond (network order), as the boards report it."""
-        return self._per_bond(self.state() if states is None else states, "k")
+        return self._per_bond(self.state("k") if states is None else states, "k")
 
     def accumulated(
         self, states: Mapping[str, dict[str, Any]] | None = None

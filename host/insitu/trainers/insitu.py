@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from insitu.network.schema import Network, Port
 from insitu.rig.lab import emulated_rig
-from insitu.rig.session import Rig
+from insitu.rig.session import Rig, RigError, UpdateSummary
 from insitu.tasks.base import Task
 from insitu.trainers.common import (
     Callback,
@@ -39,6 +40,7 @@ from insitu.trainers.common import (
 LossGrad = Callable[[np.ndarray, int], tuple[float, np.ndarray]]
 
 ADJOINT_PEAK_N = 0.049  # 5 g: the largest adjoint force, as large as the inputs
+RECOVERIES = 5  # rollbacks allowed per step before a RigError is final (docs/reliability.md)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class InSituResult(TrainResult):
 
     measurements: int = 0  # physical loadings (measure phases), tare and evaluation included
     counters: dict = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)  # sensor faults and frozen bonds, per board
+    recoveries: int = 0  # rollbacks to a checkpoint (reboots, exchanges that gave up)
 
 
 def evaluate(rig: Rig, task: Task, idx: np.ndarray, phases: Phases) -> tuple[float, float | None]:
@@ -146,6 +150,7 @@ def train(
     phases: Phases | None = None,
     eval_every: int = 1,
     resume: Resume | None = None,
+    checkpoints: bool = False,
 ) -> InSituResult:
     """Train ``task`` in situ on the boards behind ``rig`` (default: in-process emulated boards
     with ``profile``). Same seed → same batches as ``insilico.train``.
@@ -157,6 +162,11 @@ def train(
     ``resume`` continues a run after ``resume.step`` steps on boards that booted from the
     flash they saved at that checkpoint (stiffness, strain offsets, optimiser moments and step
     count): no tare, no optimiser reset, and the batch order replayed to that step.
+
+    ``checkpoints``: every board saves its state as checkpoint ``step`` after every update (and
+    again after a re-tare); when a step fails — a board rebooted (boot count), a reply never
+    came, a board refused — every board is rolled back to the last checkpoint and the step is
+    measured again, up to RECOVERIES times (docs/reliability.md).
     """
     if rig is None:
         _, rig = emulated_rig(net, profile, seed=config.seed)
@@ -192,17 +202,44 @@ def train(
         kk = rig.stiffness()
         tr_loss, tr_acc = evaluate(rig, task, task.train, phases)
         te_loss, te_acc = evaluate(rig, task, task.test, phases)
+        if checkpoints:
+            rig.check_boots()  # a board that restarted mid-score lost its forces: score again
         rec = EpochRecord(epoch, tr_loss, te_loss, tr_acc, te_acc, kk)
         result.history.append(rec)
         notify(callbacks, "on_epoch", rec)
 
+    ckpt = done
+
+    def one_step(X: np.ndarray, y: np.ndarray, nxt: int) -> tuple[BatchResult, UpdateSummary]:
+        b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, phases)
+        rep = rig.update(rule="adjoint", lr=config.lr, opt=config.optimiser, batch=len(X), **hyper)
+        if checkpoints:
+            rig.save(nxt)
+        return b, rep
+
+    def guarded(what: Callable[..., Any], *args: Any) -> Any:
+        """Run one step (or a score) and, with checkpoints, recover from what broke it."""
+        for attempt in range(RECOVERIES + 1):
+            try:
+                return what(*args)
+            except RigError:
+                if not checkpoints or attempt == RECOVERIES:
+                    raise
+                result.recoveries += 1
+                rig.recover(ckpt)
+        return None
+
+    if checkpoints:
+        rig.save(ckpt)
     if not result.history:
-        record(0)
+        guarded(record, 0)
     step = 0
     for epoch in range(1, config.epochs + 1):
         retare = phases.tare_every and epoch > 1 and (epoch - 1) % phases.tare_every == 0
         if retare and step >= done:  # a resumed epoch keeps the offsets its checkpoint saved
             rig.tare(settle_ms=phases.settle_ms, n=phases.n)
+            if checkpoints:
+                rig.save(ckpt)  # the checkpoint carries the new offsets
         order = rng.permutation(task.train)  # drawn for skipped epochs too: same stream
         for start in range(0, order.size, config.batch):
             if step < done:
@@ -210,11 +247,9 @@ def train(
                 continue
             idx = order[start : start + config.batch]
             X, y = task.inputs[idx], task.targets[idx]
-            b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, phases)
-            rep = rig.update(
-                rule="adjoint", lr=config.lr, opt=config.optimiser, batch=idx.size, **hyper
-            )
+            b, rep = guarded(one_step, X, y, step + 1)
             step += 1
+            ckpt = step
             notify(
                 callbacks,
                 "on_step",
@@ -222,11 +257,12 @@ def train(
             )
         due = epoch == config.epochs or epoch % max(1, eval_every) == 0
         if due and epoch > result.history[-1].epoch:
-            record(epoch)
+            guarded(record, epoch)
     result.k_final = rig.stiffness()
     result.steps = step
     result.measurements = rig.counters.loadings
     result.counters = rig.counters.snapshot()
+    result.faults = rig.fault_report()
     notify(callbacks, "on_end", result)
     return result
 
