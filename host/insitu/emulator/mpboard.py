@@ -313,6 +313,7 @@ class MicroPythonBoard:
         self._events: list[BoardEvent] = []
         self._cond = threading.Condition()
         self._transcript = bytearray()
+        self._transcript_base = 0  # bytes dropped from the front of the transcript
         self._thread: threading.Thread | None = None
         self._started = False
         self._closed = False
@@ -388,10 +389,17 @@ class MicroPythonBoard:
         with self._cond:
             return list(self._events)
 
-    def transcript(self) -> bytes:
-        """The last 64 KiB the board sent to the host (for tests and debugging)."""
+    def transcript(self, start: int = 0) -> bytes:
+        """What the board sent to the host from output mark ``start`` on (only the last
+        64 KiB are kept; for tests and debugging)."""
         with self._cond:
-            return bytes(self._transcript)
+            return bytes(self._transcript[max(0, start - self._transcript_base):])
+
+    def output_mark(self) -> int:
+        """Number of bytes the board has sent to the host so far (a mark for
+        :meth:`transcript` and :meth:`wait_output`)."""
+        with self._cond:
+            return self._transcript_base + len(self._transcript)
 
     def wait_event(
         self,
@@ -415,14 +423,15 @@ class MicroPythonBoard:
                 self._cond.wait(left)
 
     def wait_output(self, marker: bytes, *, start: int = 0, timeout: float = 10.0) -> int:
-        """Wait until ``marker`` appears in the transcript at or after byte ``start``; return
-        the offset just after it. Offsets count from the start of the (bounded) transcript."""
+        """Wait until the board has sent ``marker`` at or after output mark ``start``
+        (see :meth:`output_mark`); return the mark just after it."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                i = self._transcript.find(marker, start)
+                base = self._transcript_base
+                i = self._transcript.find(marker, max(0, start - base))
                 if i >= 0:
-                    return i + len(marker)
+                    return base + i + len(marker)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"{self.name}: {marker!r} not seen within {timeout} s")
@@ -873,8 +882,10 @@ class MicroPythonBoard:
             return
         with self._cond:
             self._transcript += data
-            if len(self._transcript) > _TRANSCRIPT_LIMIT:
-                del self._transcript[: len(self._transcript) - _TRANSCRIPT_LIMIT]
+            extra = len(self._transcript) - _TRANSCRIPT_LIMIT
+            if extra > 0:
+                del self._transcript[:extra]
+                self._transcript_base += extra
             self._cond.notify_all()
         room = _OUT_LIMIT - len(self._out)
         if room < len(data):
