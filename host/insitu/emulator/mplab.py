@@ -13,6 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
 from insitu.deploy.nodeconfig import config_text, node_config
 from insitu.emulator.clock import RealClock
 from insitu.emulator.inprocess import firmware_profile, world_calibration
@@ -20,19 +21,10 @@ from insitu.emulator.mpboard import MicroPythonBoard
 from insitu.emulator.world import World
 from insitu.network.schema import Network
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
-
-
-def firmware_files(root: Path = FIRMWARE_DIR) -> list[Path]:
-    """Files a board carries, relative to the firmware root (sources; tools stay home)."""
-    files = [root / "main.py"]
-    files += sorted(p for p in (root / "insitu_node").rglob("*.py"))
-    return [p.relative_to(root) for p in files]
-
 
 def install_firmware(flash: Path, config: dict | None = None, root: Path = FIRMWARE_DIR) -> None:
     """Copy the firmware (and a config) into a board's flash directory."""
-    for rel in firmware_files(root):
+    for rel in firmware_files(root):  # the same files `insitu flash` copies
         dst = flash / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dst)

@@ -175,6 +175,7 @@ class World:
         self._t_applied = now
         self._moving = False
         self._eq_cache: OrderedDict[tuple, Equilibrium] = OrderedDict()
+        self._checked: set[tuple[bytes, bytes]] = set()  # clamp/bond sets known rigid
         self._eq: Equilibrium | None = None
         self._nl_state: NonlinearState | None = None
         self._segments: deque[_Segment] = deque(maxlen=_HISTORY)
@@ -324,9 +325,12 @@ class World:
         key = (k[self._alive].tobytes(), mask.tobytes(), self._alive.tobytes())
         eq = self._eq_cache.get(key)
         if eq is None:
+            topo = (mask.tobytes(), self._alive.tobytes())
             eq = Equilibrium(
-                self._C_alive, k[self._alive], mask, node_ids=self.net.node_ids, dim=self.dim
+                self._C_alive, k[self._alive], mask, node_ids=self.net.node_ids, dim=self.dim,
+                check_modes=topo not in self._checked,
             )
+            self._checked.add(topo)  # only reached when the check passed
             self.factorisations += 1
             self._eq_cache[key] = eq
             if len(self._eq_cache) > _EQ_CACHE_SIZE:

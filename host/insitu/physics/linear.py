@@ -59,6 +59,8 @@ class Equilibrium:
 
     ``clamped`` is a boolean mask over DOFs held at prescribed values (zero unless given to
     ``solve``); loads on clamped DOFs are carried by the supports and ignored.
+    ``check_modes=False`` skips the exact mechanism check (the pivot test still runs) for a
+    caller that has checked the same topology and clamps before.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Equilibrium:
         clamped: np.ndarray,
         node_ids: Sequence[int] | None = None,
         dim: int = 2,
+        check_modes: bool = True,
     ) -> None:
         k = np.asarray(k, dtype=float)
         if k.shape != (C.shape[0],):
@@ -89,7 +92,9 @@ class Equilibrium:
         if self.free.size == 0:
             self._solve = lambda rhs: rhs
             return
-        if self.free.size <= _DENSE_CHECK_MAX:
+        # zero-energy modes depend on the topology and clamps only (every k > 0), so a caller
+        # that already checked this clamp set may skip the exact (cubic) eigen check
+        if check_modes and self.free.size <= _DENSE_CHECK_MAX:
             self._check_dense(Kf.toarray())
         try:
             lu = spla.splu(Kf, permc_spec="COLAMD")
