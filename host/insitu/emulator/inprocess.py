@@ -43,7 +43,8 @@ def world_calibration(world: World) -> Calibration:
     nom = world.nominal
     prof = world.profile
     max_n = prof.force.max_n if math.isfinite(prof.force.max_n) else 10.0
-    ideal = not prof.strain.quantise
+    # any unquantised sensor reports float counts; the node then keeps float channels
+    ideal = not (prof.strain.quantise and prof.disp.quantise)
     return Calibration(
         strain_m_per_count=nom.strain_m_per_count,
         strain_offset=int(nom.strain_offset_counts),
