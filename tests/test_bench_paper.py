@@ -31,7 +31,7 @@ def test_bench_paper_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert {"u13_mm", "u14_mm", "ratio"} <= set(result["behaviour"]["per_seed"][0])
     assert (tmp_path / "paper.png").read_bytes()[:4] == b"\x89PNG"
     assert "| figure |" in (tmp_path / "paper.md").read_text()
-    assert (tmp_path / "paper-seeds" / "seed0.json").exists()
+    assert (tmp_path / "paper-seeds" / "iris-seed0.json").exists()
     # a second run with the same settings reuses the finished seed
     assert main([*ARGV, "--json", "--out", str(tmp_path)]) == 0
     again = json.loads(capsys.readouterr().out)

@@ -201,110 +201,155 @@ def _mean_std(rows: list[dict[str, Any]], key: str) -> dict[str, float] | None:
 # ----------------------------------------------------------------------------- sections
 
 
-def run_seed(
-    seed: int, sections: set[str], epochs: int, b_epochs: int, profile: str, n_prune: int
-) -> dict[str, Any]:
+def _net() -> Any:
     from insitu.network.schema import load_network
+
+    return load_network(network_path())
+
+
+def sec_iris(seed: int, epochs: int, profile: str) -> dict[str, Any]:
+    from insitu.tasks import make_task
+
+    net = _net()
+    iris = make_task("iris", net, seed)
+    row = _train(net, iris, epochs, seed, _rig(net, profile, seed), profile)
+    ref = _insilico(net, iris, epochs, seed)
+    row["insilico_train_accuracy"] = ref.final.train_accuracy
+    row["insilico_test_accuracy"] = ref.final.test_accuracy
+    return row
+
+
+def sec_damage(
+    seed: int, epochs: int, profile: str, n_prune: int, iris_row: dict[str, Any]
+) -> dict[str, Any]:
+    """Fresh boards for the pruned network, started at the Iris-trained stiffnesses."""
+    from insitu.tasks import make_task
+
+    net = _net()
+    k_trained = np.array(iris_row["k_final"])
+    drop = choose_pruned(net, n_prune, seed)
+    keep = np.setdiff1d(np.arange(net.n_bonds), drop)
+    dnet = pruned_network(net, drop)
+    drig = _rig(dnet, profile, seed)
+    drig.set_stiffness(k_trained[keep])
+    dtask = make_task("iris", dnet, seed)
+    d = _train(dnet, dtask, epochs, seed, drig, profile)
+    ref_after = _insilico(dnet, dtask, 0, seed, k0=k_trained[keep])
+    ref_retrained = _insilico(dnet, dtask, epochs, seed, k0=k_trained[keep])
+    return {
+        "pruned_bonds": [list(net.bond_ids()[b]) for b in drop],
+        "test_accuracy_before_damage": iris_row["test_accuracy"],
+        "test_accuracy_after_damage": d["initial_test_accuracy"],
+        "test_accuracy_after_retraining": d["test_accuracy"],
+        "train_accuracy_after_retraining": d["train_accuracy"],
+        "insilico_test_accuracy_after_damage": ref_after.final.test_accuracy,
+        "insilico_test_accuracy_after_retraining": ref_retrained.final.test_accuracy,
+        "loadings": d["loadings"],
+        "wall_s": d["wall_s"],
+    }
+
+
+def sec_task_switch(
+    seed: int, epochs: int, profile: str, iris_row: dict[str, Any]
+) -> dict[str, Any]:
+    """Boards at the Iris-trained stiffnesses: regression, then Iris again."""
     from insitu.tasks import make_task
     from insitu.trainers import insitu
 
-    net = load_network(network_path())
-    out: dict[str, Any] = {"seed": seed}
+    net = _net()
     iris = make_task("iris", net, seed)
     reg = make_task("regression", net, seed)
-    if "iris" in sections:
-        rig = _rig(net, profile, seed)
-        row = _train(net, iris, epochs, seed, rig, profile)
-        ref = _insilico(net, iris, epochs, seed)
-        row["insilico_train_accuracy"] = ref.final.train_accuracy
-        row["insilico_test_accuracy"] = ref.final.test_accuracy
-        out["iris"] = row
-        k_trained = np.array(row["k_final"])
-        if "damage" in sections:
-            drop = choose_pruned(net, n_prune, seed)
-            keep = np.setdiff1d(np.arange(net.n_bonds), drop)
-            dnet = pruned_network(net, drop)
-            drig = _rig(dnet, profile, seed)
-            drig.set_stiffness(k_trained[keep])
-            dtask = make_task("iris", dnet, seed)
-            d = _train(dnet, dtask, epochs, seed, drig, profile)
-            ref_after = _insilico(dnet, dtask, 0, seed, k0=k_trained[keep])
-            ref_retrained = _insilico(dnet, dtask, epochs, seed, k0=k_trained[keep])
-            out["damage"] = {
-                "pruned_bonds": [list(net.bond_ids()[b]) for b in drop],
-                "test_accuracy_before_damage": row["test_accuracy"],
-                "test_accuracy_after_damage": d["initial_test_accuracy"],
-                "test_accuracy_after_retraining": d["test_accuracy"],
-                "train_accuracy_after_retraining": d["train_accuracy"],
-                "insilico_test_accuracy_after_damage": ref_after.final.test_accuracy,
-                "insilico_test_accuracy_after_retraining": ref_retrained.final.test_accuracy,
-                "loadings": d["loadings"],
-                "wall_s": d["wall_s"],
-            }
-        if "task_switch" in sections:
-            s2 = _train(net, reg, epochs, seed, rig, profile)
-            phases = insitu.Phases(
-                settle_ms=insitu.settle_ms_for(net, profile),
-                u_floor=1e-6 if profile != "ideal" else 0.0,
-            )
-            loss_iris_after_reg, acc_iris_after_reg = insitu.evaluate(rig, iris, iris.test, phases)
-            s3 = _train(net, iris, epochs, seed, rig, profile)
-            out["task_switch"] = {
-                "stage1_classification_test_accuracy": row["test_accuracy"],
-                "stage2_regression_initial_test_mse_mm2": s2["initial_test_loss"],
-                "stage2_regression_test_mse_mm2": s2["test_loss"],
-                "stage2_iris_test_accuracy_after_regression": acc_iris_after_reg,
-                "stage3_classification_test_accuracy": s3["test_accuracy"],
-                "stage3_classification_train_accuracy": s3["train_accuracy"],
-                "loadings": s2["loadings"] + s3["loadings"],
-                "wall_s": s2["wall_s"] + s3["wall_s"],
-            }
-    if "regression" in sections:
-        rig = _rig(net, profile, seed)
-        r = _train(net, reg, epochs, seed, rig, profile)
-        ref = _insilico(net, reg, epochs, seed)
-        k = np.array(r.pop("k_final"))
-        from insitu.physics.linear import Equilibrium, compatibility
-
-        f = np.zeros(net.n_nodes * net.dim)
-        f[net.dof(net.io_set("regression").inputs[0])] = 1.0
-        u = Equilibrium(compatibility(net.positions, net.bonds), k, net.clamped_dofs()).solve(f)
-        out["regression"] = {
-            "train_mse_mm2": r["train_loss"],
-            "test_mse_mm2": r["test_loss"],
-            "initial_test_mse_mm2": r["initial_test_loss"],
-            "slopes_m_per_n": [float(u[net.dof(p)]) for p in net.io_set("regression").outputs],
-            "bonds_at_k_min": int(np.sum(k <= net.k_min + 1e-6)),
-            "insilico_test_mse_mm2": ref.final.test_loss,
-            "loadings": r["loadings"],
-            "wall_s": r["wall_s"],
-        }
-    if "behaviour" in sections:
-        task = make_task("behaviour-ratio", net, seed)
-        rig = _rig(net, profile, seed)
-        r = _train(net, task, b_epochs, seed, rig, profile)
-        phases = insitu.Phases(settle_ms=insitu.settle_ms_for(net, profile))
-        io = net.io_set("behaviour")
-        u = insitu.forward(rig, io.inputs, io.outputs, task.inputs[0], 0, phases)
-        rig.forces_off()
-        u13, u14 = (-1e3 * float(v) for v in u)
-        out["behaviour"] = {
-            "u13_mm": u13,
-            "u14_mm": u14,
-            "ratio": u13 / u14 if u14 else None,
-            "initial_loss": r["initial_test_loss"],
-            "final_loss": r["test_loss"],
-            "loadings": r["loadings"],
-            "wall_s": r["wall_s"],
-        }
-    return out
+    rig = _rig(net, profile, seed)
+    rig.set_stiffness(np.array(iris_row["k_final"]))
+    s2 = _train(net, reg, epochs, seed, rig, profile)
+    phases = insitu.Phases(
+        settle_ms=insitu.settle_ms_for(net, profile),
+        u_floor=1e-6 if profile != "ideal" else 0.0,
+    )
+    _, acc_iris_after_reg = insitu.evaluate(rig, iris, iris.test, phases)
+    s3 = _train(net, iris, epochs, seed, rig, profile)
+    return {
+        "stage1_classification_test_accuracy": iris_row["test_accuracy"],
+        "stage2_regression_initial_test_mse_mm2": s2["initial_test_loss"],
+        "stage2_regression_test_mse_mm2": s2["test_loss"],
+        "stage2_iris_test_accuracy_after_regression": acc_iris_after_reg,
+        "stage3_classification_test_accuracy": s3["test_accuracy"],
+        "stage3_classification_train_accuracy": s3["train_accuracy"],
+        "loadings": s2["loadings"] + s3["loadings"],
+        "wall_s": s2["wall_s"] + s3["wall_s"],
+    }
 
 
-def _cached(cache: Path | None, seed: int, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """A seed's result from an earlier (interrupted or parallel) run with the same settings."""
+def sec_regression(seed: int, epochs: int, profile: str) -> dict[str, Any]:
+    from insitu.physics.linear import Equilibrium, compatibility
+    from insitu.tasks import make_task
+
+    net = _net()
+    reg = make_task("regression", net, seed)
+    r = _train(net, reg, epochs, seed, _rig(net, profile, seed), profile)
+    ref = _insilico(net, reg, epochs, seed)
+    k = np.array(r.pop("k_final"))
+    f = np.zeros(net.n_nodes * net.dim)
+    f[net.dof(net.io_set("regression").inputs[0])] = 1.0
+    u = Equilibrium(compatibility(net.positions, net.bonds), k, net.clamped_dofs()).solve(f)
+    return {
+        "train_mse_mm2": r["train_loss"],
+        "test_mse_mm2": r["test_loss"],
+        "initial_test_mse_mm2": r["initial_test_loss"],
+        "slopes_m_per_n": [float(u[net.dof(p)]) for p in net.io_set("regression").outputs],
+        "bonds_at_k_min": int(np.sum(k <= net.k_min + 1e-6)),
+        "insilico_test_mse_mm2": ref.final.test_loss,
+        "loadings": r["loadings"],
+        "wall_s": r["wall_s"],
+    }
+
+
+def sec_behaviour(seed: int, b_epochs: int, profile: str) -> dict[str, Any]:
+    from insitu.tasks import make_task
+    from insitu.trainers import insitu
+
+    net = _net()
+    task = make_task("behaviour-ratio", net, seed)
+    rig = _rig(net, profile, seed)
+    r = _train(net, task, b_epochs, seed, rig, profile)
+    phases = insitu.Phases(settle_ms=insitu.settle_ms_for(net, profile))
+    io = net.io_set("behaviour")
+    u = insitu.forward(rig, io.inputs, io.outputs, task.inputs[0], 0, phases)
+    rig.forces_off()
+    u13, u14 = (-1e3 * float(v) for v in u)
+    return {
+        "u13_mm": u13,
+        "u14_mm": u14,
+        "ratio": u13 / u14 if u14 else None,
+        "initial_loss": r["initial_test_loss"],
+        "final_loss": r["test_loss"],
+        "loadings": r["loadings"],
+        "wall_s": r["wall_s"],
+    }
+
+
+def run_section(
+    sec: str, seed: int, settings: dict[str, Any], done: dict[str, dict[int, Any]]
+) -> dict[str, Any]:
+    ep, prof = settings["epochs"], settings["profile"]
+    if sec == "iris":
+        return sec_iris(seed, ep, prof)
+    if sec == "damage":
+        return sec_damage(seed, ep, prof, settings["prune"], done["iris"][seed])
+    if sec == "task_switch":
+        return sec_task_switch(seed, ep, prof, done["iris"][seed])
+    if sec == "regression":
+        return sec_regression(seed, ep, prof)
+    return sec_behaviour(seed, settings["behaviour_epochs"], prof)
+
+
+def _cached(
+    cache: Path | None, sec: str, seed: int, settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A seed's section from an earlier (interrupted or parallel) run with the same settings."""
     if cache is None:
         return None
-    path = cache / f"seed{seed}.json"
+    path = cache / f"{sec}-seed{seed}.json"
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -334,26 +379,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "behaviour_epochs": b_epochs,
         "profile": args.profile,
         "prune": args.prune,
-        "sections": sorted(sections),
     }
+    if "iris" not in sections and sections & {"damage", "task_switch"}:
+        sections.add("iris")  # they start from the Iris-trained network
     cache = Path(args.out) / "paper-seeds" if args.out else None
     first = args.first_seed or 0
-    per_seed = []
-    for s in range(first, first + n_seeds):
-        row = _cached(cache, s, settings)
-        if row is None:
-            row = run_seed(s, sections, epochs, b_epochs, args.profile, args.prune)
-            if cache is not None:
-                cache.mkdir(parents=True, exist_ok=True)
-                doc = {"settings": settings, "result": row}
-                (cache / f"seed{s}.json").write_text(json.dumps(doc, indent=1) + "\n")
-        per_seed.append(row)
-        brief = {k: v.get("test_accuracy") for k, v in row.items() if k == "iris"}
-        print(
-            f"paper: seed {s} done ({time.perf_counter() - t0:.0f} s) {brief}",
-            file=sys.stderr,
-            flush=True,
-        )
+    seeds = list(range(first, first + n_seeds))
+    done: dict[str, dict[int, Any]] = {}
+    for sec in (x for x in SECTIONS if x in sections):  # every seed of a section, in turn
+        done[sec] = {}
+        for s in seeds:
+            row = _cached(cache, sec, s, settings)
+            if row is None:
+                row = run_section(sec, s, settings, done)
+                if cache is not None:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    doc = {"settings": settings, "result": row}
+                    (cache / f"{sec}-seed{s}.json").write_text(json.dumps(doc, indent=1) + "\n")
+            done[sec][s] = row
+            brief = row.get("test_accuracy", row.get("test_accuracy_after_retraining"))
+            print(
+                f"paper: {sec} seed {s} done ({time.perf_counter() - t0:.0f} s) {brief}",
+                file=sys.stderr,
+                flush=True,
+            )
+    per_seed = [{sec: done[sec][s] for sec in done} for s in seeds]
     net = load_network(network_path())
     result: dict[str, Any] = {
         "benchmark": "paper",
