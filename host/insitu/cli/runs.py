@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--store", metavar="PATH", help="run store (default $INSITU_STORE or runs/insitu.sqlite)"
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION")
-    sub.add_parser("list", help="every run, one line each (the default)")
+    lst = sub.add_parser("list", help="every run, one line each (the default)")
     show = sub.add_parser("show", help="one run: metadata, scores, events, gradient checks")
     show.add_argument("run")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--table", choices=TABLES, default="steps", help="CSV: which table (default steps)"
     )
     exp.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    for sp in (lst, show, exp):  # --store also after the action; the parent's value stands
+        sp.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help="run store")
 
 
 def _open(args: argparse.Namespace, must_exist: bool = True) -> Any:
