@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "gradient": "insitu.bench.gradient",
     "paper": "insitu.bench.paper",
     "host": "insitu.bench.host",
+    "firmware": "insitu.bench.firmware",
 }
 
 
