@@ -249,7 +249,7 @@ def markdown(result: dict[str, Any]) -> str:
     out += [
         "",
         f"A step: {result['batch']} samples × (forward + adjoint) + one update, ideal parts, no "
-        f"settle wait; median of {result['steps']} steps after a warm-up. Machine: {m['cpu']}, "
+        f"settle wait; mean of {result['steps']} steps after a warm-up. Machine: {m['cpu']}, "
         f"{m['cores']} cores, Python {m['python']}.",
     ]
     return "\n".join(out) + "\n"
