@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -586,12 +586,18 @@ class Rig:
         self._forces_on.clear()
 
     def recover(self, step: int | None) -> list[str]:
-        """After a reboot or a lost exchange: identify every board again (new boot counts),
-        roll every board back to checkpoint ``step`` (None: just clear what was in flight) and
-        put forces and clamps in a known state. Returns the addresses that had rebooted."""
-        before = {a: i.boots for a, i in self.boards.items()}
-        self.connect()
-        rebooted = [a for a, i in self.boards.items() if i.boots != before.get(a, i.boots)]
+        """After a reboot or a lost exchange: ask every board its boot count (one ping
+        broadcast; short replies, so it gets through a noisy link), roll every board back to
+        checkpoint ``step`` (None: just clear what was in flight) and put forces and clamps in
+        a known state. Returns the addresses that had rebooted (their boot counts are taken
+        as the new reference)."""
+        rebooted = []
+        for addr, p in self.broadcast("ping").items():
+            info = self.boards[addr]
+            boots = int(p.get("boots", info.boots))
+            if boots != info.boots:
+                self.boards[addr] = replace(info, boots=boots)
+                rebooted.append(addr)
         if step is not None:
             self.load(step)
         else:

@@ -221,12 +221,13 @@ def train(
         """Run one step (or a score) and, with checkpoints, recover from what broke it."""
         for attempt in range(RECOVERIES + 1):
             try:
+                if attempt:  # a recovery that fails itself counts as an attempt too
+                    result.recoveries += 1
+                    rig.recover(ckpt)
                 return what(*args)
             except RigError:
                 if not checkpoints or attempt == RECOVERIES:
                     raise
-                result.recoveries += 1
-                rig.recover(ckpt)
         return None
 
     if checkpoints:
