@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "solver": "insitu.bench.solver",
     "gradient": "insitu.bench.gradient",
     "paper": "insitu.bench.paper",
+    "methods": "insitu.bench.methods",
     "host": "insitu.bench.host",
     "firmware": "insitu.bench.firmware",
 }
