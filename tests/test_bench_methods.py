@@ -36,6 +36,10 @@ def test_bench_methods_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert rows["spsa"]["loadings_per_update"] == 2
         assert rows["pat"]["loadings_per_update"] == 1
         assert rows["fd"]["loadings_per_update_min_max"][1] == net["bonds"] + 1
-        assert {"fd_over_insitu_loadings_to_target", "target_loss"} <= set(net)
+        assert {
+            "fd_over_insitu_loadings_to_target",
+            "fd_over_insitu_by_target",
+            "target_loss",
+        } <= set(net)
     assert (tmp_path / "methods.png").read_bytes()[:4] == b"\x89PNG"
     assert "| method |" in (tmp_path / "methods.md").read_text()
