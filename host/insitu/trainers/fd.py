@@ -127,7 +127,7 @@ def gradient(
         else:  # forward, or backward where the bond sits (nearly) at its upper bound
             pts = (up if up > 0 and up >= min(hb[b], down) else -down, 0.0)
         span = pts[0] - pts[1]
-        if span <= 0:  # k_min == k_max: nothing to learn
+        if span == 0:  # k_min == k_max: nothing to learn (a backward step has span < 0)
             continue
         l1, l2 = loss_at(b, pts[0]), loss_at(b, pts[1])
         g[b] = (l1 - l2) / span
