@@ -6,6 +6,7 @@ import argparse
 import inspect
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,12 @@ def _report(args: argparse.Namespace, net: Any, results: list, jobs: list, store
         out = {"runs": runs, **_aggregate(results)}
     if store is not None:
         out["store"] = str(store.path)
+    faults = [f"run {j.run_id}: {f}" for r, j in zip(results, jobs, strict=True)
+              for f in getattr(r, "faults", [])]  # fmt: skip
+    if faults:
+        out["faults"] = faults
+        for line in faults:  # the user is told which bonds and nodes stopped learning
+            print(f"insitu train: fault: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
