@@ -70,4 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m insitu.cli.main`: run the imported module, so that its UserError is the one
+    # subcommands raise (this file as __main__ would define a second, different class)
+    from insitu.cli.main import main as _main
+
+    sys.exit(_main())

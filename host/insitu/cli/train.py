@@ -52,7 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="realistic",
         help="emulated boards for a rig-based method (default %(default)s)",
     )
-    p.add_argument("--port", action="append", metavar="PORT", help="real boards (not yet)")
+    p.add_argument(
+        "--port",
+        action="append",
+        metavar="PORT",
+        help="train the boards on these serial ports (repeat; matched to the network's boards "
+        "by identify, never by order); --profile then only sets the phase timing",
+    )
+    p.add_argument(
+        "--family",
+        choices=("pico", "pico2", "esp32", "emu"),
+        help="--port: the boards' family if not the network file's (emu: emulated boards)",
+    )
+    p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
     p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
     )
@@ -174,9 +186,38 @@ class _Job:
     def config(self) -> dict[str, Any]:
         return {"train": asdict(self.cfg), "method": self.method_name, **self.settings}
 
+    def port_configs(self) -> dict[int, dict]:
+        """What each board on a port must be running (what `insitu flash` wrote)."""
+        from insitu.cli.main import UserError
+        from insitu.deploy.flash import FlashError, deploy_configs
+
+        try:
+            return deploy_configs(
+                self.net, family=self.settings.get("family"), pins=self.settings.get("pins"),
+                profile=self.profile,
+            )  # fmt: skip
+        except (FlashError, ValueError) as exc:
+            raise UserError(str(exc))
+
     def connect(self, flash_dir: Path | None) -> None:
         from insitu.rig import emulated_rig
 
+        if self.on_rig and self.settings.get("ports"):
+            from insitu.cli.main import UserError
+            from insitu.links import LinkError, SerialLink
+            from insitu.rig import Rig, RigError
+
+            links = []
+            try:
+                for port in self.settings["ports"]:
+                    links.append(SerialLink(port))
+                self.rig = Rig(self.net, links, configs=self.port_configs(), timeout=2.0)
+                self.rig.connect()  # refuses a missing board, other firmware, other config
+            except (LinkError, RigError) as exc:
+                for ln in links:
+                    ln.close()
+                raise UserError(str(exc))
+            return
         if self.on_rig:
             self.lab, self.rig = emulated_rig(
                 self.net, self.profile, seed=self.cfg.seed,
@@ -235,11 +276,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give one of --task, --task-csv, --task-fn")
     if args.repeat < 1:
         raise UserError(f"--repeat must be >= 1, got {args.repeat}")
-    if args.port:
-        raise UserError(
-            "training on real boards (--port) is not wired into insitu train yet; "
-            "use --profile for emulated boards"
-        )
+    if not args.port and (args.family or args.pins):
+        raise UserError("--family and --pins go with --port (boards on serial ports)")
     if args.eval_every < 1 or args.snapshot_every < 0:
         raise UserError("--eval-every must be >= 1 and --snapshot-every >= 0")
     net = load_network(args.network)
@@ -252,6 +290,10 @@ def run(args: argparse.Namespace) -> int:
         "period_ms": PERIOD_MS,
         "network_file": str(Path(args.network).resolve()),
     }
+    if args.port:
+        settings["ports"] = list(args.port)
+        settings["family"] = args.family
+        settings["pins"] = args.pins
     store = None if args.no_store else _open_store(args)
     jobs = []
     results = []
@@ -259,8 +301,15 @@ def run(args: argparse.Namespace) -> int:
         task = _task(args, net, seed)
         job = _Job(args.method, net, task, _config(args, task, seed), settings)
         flash = None
+        if args.port and not job.on_rig:
+            raise UserError(f"--method {args.method} does not train on boards; drop --port")
         if store is not None:
-            hashes = _board_hashes(net, args.profile) if job.on_rig else {}
+            if args.port:
+                from insitu.deploy.nodeconfig import expected_hash
+
+                hashes = {b: expected_hash(c) for b, c in job.port_configs().items()}
+            else:
+                hashes = _board_hashes(net, args.profile) if job.on_rig else {}
             job.run_id = store.create_run(
                 args.method, task.name, seed, job.config(), net, job.profile, hashes
             )

@@ -1,0 +1,64 @@
+"""`insitu train --port`: training the boards on serial ports (here: MicroPython processes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from insitu.emulator.mplab import MicroPythonLab
+from insitu.network.schema import load_network
+
+LI_MAO = "hardware/networks/li-mao-2024.toml"
+TRAIN = ["train", LI_MAO, "--task", "behaviour", "--method", "insitu", "--profile", "ideal",
+         "--epochs", "2", "--json", "--no-store", "--quiet"]  # fmt: skip
+
+
+def _insitu(repo_root, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "insitu.cli.main", *TRAIN, *extra],
+        capture_output=True, text=True, cwd=repo_root, timeout=240,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lab(repo_root):
+    with MicroPythonLab(load_network(repo_root / LI_MAO), "ideal") as lab:
+        yield lab
+
+
+def test_train_on_ports_matches_in_process_boards(lab, repo_root):
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    on_ports = _insitu(repo_root, "--family", "emu", *ports)
+    assert on_ports.returncode == 0, on_ports.stderr[-2000:]
+    in_process = _insitu(repo_root)
+    assert in_process.returncode == 0, in_process.stderr[-2000:]
+    a, b = json.loads(on_ports.stdout), json.loads(in_process.stdout)
+    assert a["measurements"] == b["measurements"] > 0
+    # ideal parts and the same firmware: the same stiffness, whichever board runs it
+    assert a["k_final"] == pytest.approx(b["k_final"], rel=1e-12)
+    assert a["final_loss"] < a["history"][0]["train_loss"]
+
+
+def test_a_missing_board_is_refused(lab, repo_root):
+    ports = [a for p in list(lab.ports().values())[:-1] for a in ("--port", p)]
+    r = _insitu(repo_root, "--family", "emu", *ports)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "did not answer identify" in err[0]
+
+
+def test_boards_with_other_configs_are_refused(lab, repo_root):
+    """The boards run emu configs; the network's own family (pico) expects other ones."""
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    r = _insitu(repo_root, *ports)
+    assert r.returncode == 2
+    assert "config" in r.stderr.strip().splitlines()[-1]
+
+
+def test_an_unknown_port_is_refused(repo_root):
+    r = _insitu(repo_root, "--family", "emu", "--port", "/dev/insitu-no-such-port")
+    assert r.returncode == 2
+    assert "/dev/insitu-no-such-port" in r.stderr.strip().splitlines()[-1]
