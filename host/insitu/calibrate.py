@@ -398,10 +398,18 @@ def calibrate(
     n: int = 1,
     move_ms: int = 500,
     save: bool = True,
+    only: int | None = None,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> Calibration:
-    """Calibrate every board of `rig` (see the module docstring for the steps)."""
+    """Calibrate every board of `rig` (see the module docstring for the steps).
+
+    ``only``: a board id; the whole network is still loaded and fitted (a bond's calibration
+    needs its neighbours'), but only that board's channels are changed and saved, and the
+    other bonds keep their gains (strain_scale 1).
+    """
     net = rig.network
+    if only is not None and all(bd.id != only for bd in net.boards):
+        raise CalibrationError(f"no board {only} in {net.name}")
     fports = _force_ports(net)
     if not fports:
         raise CalibrationError("no board carries a force actuator: nothing to load with")
@@ -448,9 +456,18 @@ def calibrate(
     if undetermined:
         progress(f"strain gains: {undetermined} combination(s) left open by the encoders")
         r = settle_open_gains(r, null, k0 * r, k_nominal)
+    r_fit = r  # what the sweep's elongations are corrected with
+    if only is not None:
+        mine = np.zeros(net.n_bonds, bool)
+        for bd in net.boards:
+            if bd.id == only:
+                mine[list(bd.bonds)] = True
+        r = np.where(mine, r, 1.0)  # the other boards keep their gains
     old = _strain_gains(rig)
     gains = old * r
     for bd in net.boards:
+        if only is not None and bd.id != only:
+            continue
         for slot, b in enumerate(bd.bonds):
             rig.request(bd, "configure", {"slot": slot, "gain": float(gains[b])})
 
@@ -472,7 +489,7 @@ def calibrate(
             for sign in (1.0, -1.0):
                 cmd = {p: sign * force_n}
                 e, _ = meter.case(cmd)
-                des.append(e)
+                des.append(e * r_fit / r)
                 lds.append(true_forces(cmd))
         k_real[li], _, _, res = fit_force_balance(net, des, lds)
         res_sweep.append(res)
@@ -501,7 +518,10 @@ def calibrate(
     )
     if save:
         progress("saving calibration on the boards")
-        rig.save()
+        if only is None:
+            rig.save()
+        else:
+            rig.request(next(bd for bd in net.boards if bd.id == only), "save")
         cal.saved = True
     return cal
 

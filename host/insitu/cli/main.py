@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "plot": "insitu.cli.plot",
     "flash": "insitu.cli.flash",
     "ports": "insitu.cli.ports",
+    "calibrate": "insitu.cli.calibrate",
 }
 
 

@@ -1,0 +1,129 @@
+"""`insitu calibrate`: calibrate a network's boards (strain channels, stiffness elements,
+force actuators) from the host, on emulated boards or on serial ports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "calibrate the boards: strain gain/offset, stiffness element map, force actuator scale"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("network", help="network file (TOML)")
+    p.add_argument(
+        "--node",
+        type=int,
+        metavar="ID",
+        help="change and save only this board's calibration (the whole network is measured)",
+    )
+    p.add_argument(
+        "--profile",
+        default="realistic",
+        choices=("ideal", "realistic", "harsh"),
+        help="emulated boards' hardware profile (default %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")
+    p.add_argument(
+        "--port",
+        action="append",
+        metavar="PORT",
+        help="calibrate the boards on these serial ports (repeat); the operator is asked to "
+        "hang the known weight",
+    )
+    p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
+    p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
+    p.add_argument("--weight", type=float, default=5.0, help="known weight in grams (5)")
+    p.add_argument("--force", type=float, default=0.05, help="actuator load in N (0.05)")
+    p.add_argument("--levels", type=int, default=5, help="stiffness sweep levels (5)")
+    p.add_argument("--no-save", action="store_true", help="do not save on the boards")
+    p.add_argument("--store", metavar="PATH", help="record the calibration in this run store")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
+    """(rig, weights, world or None)."""
+    from insitu.calibrate import EmulatedWeights, PromptWeights
+    from insitu.cli.main import UserError
+
+    if args.port:
+        from insitu.deploy.flash import FlashError, deploy_configs
+        from insitu.links import LinkError, SerialLink
+        from insitu.rig import Rig, RigError
+
+        try:
+            configs = deploy_configs(net, family=args.family, pins=args.pins)
+        except (FlashError, ValueError) as exc:
+            raise UserError(str(exc))
+        links = []
+        try:
+            links = [SerialLink(port) for port in args.port]
+            rig = Rig(net, links, configs=configs, timeout=2.0)
+            rig.connect()
+        except (LinkError, RigError) as exc:
+            for ln in links:
+                ln.close()
+            raise UserError(str(exc))
+        return rig, PromptWeights(lambda msg: input(msg)), None
+    if args.family or args.pins:
+        raise UserError("--family and --pins go with --port (boards on serial ports)")
+    from insitu.rig import emulated_rig
+
+    lab, rig = emulated_rig(net, args.profile, seed=args.seed)
+    return rig, EmulatedWeights(lab.world), lab.world
+
+
+def run(args: argparse.Namespace) -> int:
+    from insitu.calibrate import CalibrationError, calibrate
+    from insitu.cli.main import UserError
+    from insitu.network.schema import load_network
+
+    net = load_network(args.network)
+    if args.levels < 2:
+        raise UserError("--levels: need at least 2")
+    if args.node is not None and all(bd.id != args.node for bd in net.boards):
+        raise UserError(f"--node {args.node}: no such board in {net.name}")
+    rig, weights, world = _rig(args, net)
+    relax = world is not None and world.relax
+    settle_ms = int(round(10 * net.relaxation_time * 1000)) if relax or args.port else 0
+    quantised = world is None or world.profile.strain.quantise
+    n = 16 if quantised else 1
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"calibrate: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        cal = calibrate(
+            rig, weights, weight_n=args.weight * 1e-3 * 9.81, force_n=args.force,
+            levels=args.levels, settle_ms=settle_ms, n=n, save=not args.no_save,
+            only=args.node, progress=progress,
+        )  # fmt: skip
+    except CalibrationError as exc:
+        raise UserError(str(exc))
+    finally:
+        rig.close()
+    if args.store:
+        from insitu.store import RunStore, StoreError
+
+        try:
+            with RunStore(args.store) as store:
+                run_id = store.create_run(
+                    "calibrate", "calibration", args.seed,
+                    {"node": args.node, "ports": args.port, "weight_g": args.weight,
+                     "force_n": args.force, "levels": args.levels},
+                    net, profile=None if args.port else args.profile,
+                )  # fmt: skip
+                store.add_event(run_id, "calibration", cal.as_json())
+                store.set_status(run_id, "finished")
+        except (StoreError, OSError) as exc:
+            raise UserError(str(exc))
+        progress(f"recorded as run {run_id} in {args.store}")
+    if args.json:
+        print(json.dumps(cal.as_json()))
+    else:
+        print(cal.report())
+    return 0

@@ -1,0 +1,121 @@
+"""Calibration (issue 8, item 3): emulated boards with deliberate gain/offset/map errors are
+calibrated from the host, after which the in-situ gradient on li-mao-2024 is as good as on
+ideal parts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insitu.calibrate import EmulatedWeights, calibrate, calibrated
+from insitu.emulator.gradcheck import insitu_gradient
+from insitu.emulator.hardware import REALISTIC
+from insitu.network.schema import Port, load_network
+from insitu.physics.linear import Equilibrium, compatibility
+from insitu.rig.lab import emulated_rig
+
+NET = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
+
+# realistic parts with errors well beyond the profile's: 15 % strain gains, 5x the bridge
+# offsets, a 15 % / 5 % element map (slope / offset), 10 % force scales and 1 mN offsets;
+# no noise, drift or settling, so that the comparison is decisive
+MISCAL = REALISTIC.with_(
+    name="miscalibrated",
+    relax=False,
+    strain=replace(
+        REALISTIC.strain,
+        sample_rate=None,
+        adc_noise_counts=0.0,
+        ambient_noise_m=0.0,
+        drift_counts_per_s=0.0,
+        gain_error=0.15,
+        offset_counts=1e6,
+    ),
+    element=replace(REALISTIC.element, gain_error=0.15, offset_error=0.05, deadband_us=0.0),
+    force=replace(REALISTIC.force, scale_error=0.10, offset_n=1e-3),
+    disp=replace(REALISTIC.disp, noise_counts=0.0, quantise=False),
+)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_network(NET)
+
+
+def _case(net):
+    def dof(node: int, axis: int) -> int:
+        return net.dof(Port(node, axis))
+
+    nd = net.n_nodes * net.dim
+    load = np.zeros(nd)
+    load[dof(11, 1)] = -0.049  # 5 g on the behaviour input
+    load[dof(14, 0)] = 0.02
+    f_adj = np.zeros(nd)
+    f_adj[dof(8, 0)] = 0.01
+    f_adj[dof(2, 0)] = -0.006
+    f_adj[dof(3, 1)] = 0.004
+    rng = np.random.default_rng(1)
+    k = net.k_min + rng.uniform(0.3, 0.7, net.n_bonds) * (net.k_max - net.k_min)
+    return load, f_adj, k
+
+
+def _exact(net, k, load, f_adj) -> np.ndarray:
+    """e·e_adj at the stiffness the host asked for (the model the trainer believes in)."""
+    eq = Equilibrium(
+        compatibility(net.positions, net.bonds),
+        k,
+        net.clamped_dofs(),
+        node_ids=net.node_ids,
+        dim=net.dim,
+    )
+    return eq.gradient(eq.solve(load), -f_adj)[0]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _cosine(net, rig, k, load, f_adj) -> float:
+    rig.set_stiffness(k)
+    rig.measure("forward", tag=0, settle_ms=500)  # the servos travel
+    return _cos(insitu_gradient(rig, load, f_adj), _exact(net, k, load, f_adj))
+
+
+def test_calibration_restores_the_ideal_gradient_cosine(net):
+    load, f_adj, k = _case(net)
+    _, rig = emulated_rig(net, "ideal")
+    ideal = _cosine(net, rig, k, load, f_adj)
+
+    lab, rig = emulated_rig(net, MISCAL, seed=3)
+    before = _cosine(net, rig, k, load, f_adj)
+    assert before < ideal - 0.05, (before, ideal)
+
+    lab, rig = emulated_rig(net, MISCAL, seed=3)
+    cal = calibrate(rig, EmulatedWeights(lab.world))
+    assert cal.saved
+    assert cal.monotone.all()
+    world = lab.world
+    for p, s in cal.force_scale.items():  # the actuators' true scale, found to 0.1 %
+        assert s == pytest.approx(world.force_parts[net.dof(p)].scale, rel=1e-3)
+    after = _cosine(net, calibrated(rig, cal), k, load, f_adj)
+    print(f"cosine: ideal {ideal:.6f}, before {before:.6f}, after {after:.6f}")
+    assert after >= ideal - 0.005, (after, ideal, before)
+    # the bonds the encoders determine realise the stiffness asked for
+    realised = world.stiffness() / k
+    determined = np.abs(realised - 1) < 0.01
+    assert determined.sum() >= net.n_bonds - 5, realised
+    assert "NOT monotone" not in cal.report()
+    json.dumps(cal.as_json())
+
+
+def test_cli_calibrate_reports_and_saves(net, capsys):
+    from insitu.cli.main import main
+
+    assert main(["calibrate", str(NET), "--profile", "realistic", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["saved"] and len(out["bonds"]) == net.n_bonds
+    assert all(b["monotone"] for b in out["bonds"])
