@@ -109,13 +109,34 @@ def test_calibration_restores_the_ideal_gradient_cosine(net):
     determined = np.abs(realised - 1) < 0.01
     assert determined.sum() >= net.n_bonds - 5, realised
     assert "NOT monotone" not in cal.report()
+    # the strain gains are persisted on the boards: a power cycle boots with them
+    bd = next(b for b in net.boards if len(b.bonds) > 1)
+    lab.reboot(bd.id)
+    node = lab.nodes[bd.id]
+    assert [node.gain[s] for s in range(len(bd.bonds))] == pytest.approx(
+        [cal.strain_gain[b] for b in bd.bonds], rel=1e-12
+    )
     json.dumps(cal.as_json())
 
 
-def test_cli_calibrate_reports_and_saves(net, capsys):
+def test_cli_calibrate_reports_saves_and_records(net, capsys, tmp_path):
     from insitu.cli.main import main
+    from insitu.store import RunStore
 
-    assert main(["calibrate", str(NET), "--profile", "realistic", "--json"]) == 0
+    db = tmp_path / "runs.sqlite"
+    args = ["calibrate", str(NET), "--profile", "realistic", "--json", "--store", str(db)]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["saved"] and len(out["bonds"]) == net.n_bonds
     assert all(b["monotone"] for b in out["bonds"])
+    with RunStore(db) as store:
+        (run,) = store.runs()
+        (ev,) = store.events(run["id"])
+    assert ev["kind"] == "calibration"
+    # --node: only that board's channels change
+    assert main(["calibrate", str(NET), "--node", "7", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    mine = {net.bond_ids()[b] for bd in net.boards if bd.id == 7 for b in bd.bonds}
+    for b in out["bonds"]:
+        if (b["i"], b["j"]) not in mine:
+            assert b["strain_scale"] == 1.0
