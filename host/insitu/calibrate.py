@@ -12,10 +12,14 @@ the boards' own sensors and actuators, the displacement encoders on the boards t
    elongations must be compatible with one displacement field, e = C u, that agrees with the
    encoders where there are encoders. ``r_b m_b = (C u)_b`` is linear in the per-bond gain
    correction r and the unknown displacements of the nodes without an encoder, so it is a
-   linear least-squares fit over all load cases. Assumes: small displacements (linear
-   geometry), the encoders' scale (their magnet pitch, ~0.2 %) and a rigid enough network
-   that the fit is determined (checked: the fit refuses a rank-deficient system). The new
-   gain (metres per count) is pushed with ``configure slot gain``.
+   linear least-squares fit over all load cases (the unknown displacements are projected
+   out). Assumes: small displacements (linear geometry) and the encoders' scale (their magnet
+   pitch, ~0.2 %). Some combinations of gains may be invisible to every sensor (three on
+   li-mao-2024, on bonds 2-6, 4-8, 4-9, 6-7, 8-9: a network whose gauges read r and whose
+   bonds have stiffness p / r answers every load the same way); ``settle_open_gains`` picks
+   them so that the stiffness at the setting used is nearest the file's k_init, and the
+   report counts them. The new gain (metres per count) is pushed with ``configure slot
+   gain``.
 3. **Force actuator scale and offset, and the stiffness at the present setting** — with the
    corrected elongations, force balance at every free node, C^T diag(k) e = f, is linear in
    the bond stiffnesses k and in each actuator's scale s and offset o (f = s F + o while
