@@ -140,3 +140,22 @@ def test_cli_calibrate_reports_saves_and_records(net, capsys, tmp_path):
     for b in out["bonds"]:
         if (b["i"], b["j"]) not in mine:
             assert b["strain_scale"] == 1.0
+
+
+def test_calibration_with_noise_and_settling(net):
+    """The realistic profile as it is (noise, drift, settling, dead band): still better."""
+    load, f_adj, k = _case(net)
+    settle, n = int(10 * net.relaxation_time * 1000), 16
+
+    def cosine(rig) -> float:
+        rig.set_stiffness(k)
+        rig.measure("forward", tag=0, settle_ms=500)
+        g = insitu_gradient(rig, load, f_adj, settle_ms=settle, n=n)
+        return _cos(g, _exact(net, k, load, f_adj))
+
+    _, rig = emulated_rig(net, "realistic")
+    before = cosine(rig)
+    lab, rig = emulated_rig(net, "realistic")
+    cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle, n=n)
+    after = cosine(calibrated(rig, cal))
+    assert after > max(before, 0.9999), (before, after)
