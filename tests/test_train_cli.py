@@ -53,7 +53,7 @@ def test_insitu_on_ideal_boards_records_a_run(tmp_path, capsys):
 def test_user_errors_exit_2(tmp_path, capsys):
     base = ["train", str(LI_MAO), "--task", "iris", "--no-store"]
     assert main([*base, "--port", "/dev/ttyACM0"]) == 2
-    assert "not wired" in capsys.readouterr().err
+    assert "does not train on boards" in capsys.readouterr().err
     assert main(["train", "--task", "iris"]) == 2
     assert "network file" in capsys.readouterr().err
     assert main(["train", str(LI_MAO), "--no-store"]) == 2
