@@ -159,3 +159,17 @@ def test_calibration_with_noise_and_settling(net):
     cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle, n=n)
     after = cosine(calibrated(rig, cal))
     assert after > max(before, 0.9999), (before, after)
+
+
+def test_train_calibrates_emulated_boards_first(capsys, repo_root):
+    """`insitu train --calibrate`: the boards are calibrated, then trained; ports refuse it."""
+    from insitu.cli.main import main
+
+    net = str(repo_root / "hardware/networks/li-mao-2024.toml")
+    base = ["train", net, "--task", "behaviour", "--method", "insitu", "--epochs", "1",
+            "--no-store", "--quiet", "--json"]  # fmt: skip
+    assert main([*base, "--profile", "realistic", "--calibrate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["final_loss"] < out["history"][0]["train_loss"]
+    assert main([*base, "--calibrate", "--port", "/dev/null"]) == 2
+    assert "--calibrate" in capsys.readouterr().err

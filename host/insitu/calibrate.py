@@ -541,3 +541,14 @@ __all__ = [
     "fit_force_balance",
     "fit_strain_scale",
 ]
+
+
+def calibrate_emulated(lab: Any, rig: Rig, settle_ms: int = 0, n: int = 1) -> Calibration:
+    """Calibrate emulated boards (known weights hung by the emulator) and apply the host-side
+    corrections to `rig` from now on: what a lab does once before training.
+
+    Gains are pushed to the nodes but not saved, so a run's checkpoints stay the trainer's.
+    """
+    cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, save=False)
+    calibrated(rig, cal)
+    return cal

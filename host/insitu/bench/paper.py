@@ -60,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"))
     p.add_argument("--prune", type=int, default=2, help="bonds removed in the damage run (2)")
     p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="calibrate the emulated boards (strain gains, force scale/offset) before training",
+    )
+    p.add_argument(
         "--first-seed",
         type=int,
         default=0,
@@ -155,10 +160,20 @@ def _cfg(task: Any, epochs: int, seed: int) -> Any:
     return TrainConfig(epochs=epochs, batch=int(d["batch"]), lr=float(d["lr"]), seed=seed)
 
 
+# set by run() from --calibrate: every section's boards are calibrated before they train
+_CALIBRATE = {"on": False}
+
+
 def _rig(net: Any, profile: str, seed: int) -> Any:
     from insitu.rig.lab import emulated_rig
 
-    return emulated_rig(net, profile, seed=seed)[1]
+    lab, rig = emulated_rig(net, profile, seed=seed)
+    if _CALIBRATE["on"] and profile != "ideal":
+        from insitu.calibrate import calibrate_emulated
+        from insitu.trainers.insitu import settle_ms_for
+
+        calibrate_emulated(lab, rig, settle_ms=settle_ms_for(net, profile))
+    return rig
 
 
 def _train(net: Any, task: Any, epochs: int, seed: int, rig: Any, profile: str) -> dict[str, Any]:
@@ -380,6 +395,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "profile": args.profile,
         "prune": args.prune,
     }
+    _CALIBRATE["on"] = bool(getattr(args, "calibrate", False))
+    if _CALIBRATE["on"]:
+        settings["calibrate"] = True  # absent when off, so earlier cached seeds still match
     if "iris" not in sections and sections & {"damage", "task_switch"}:
         sections.add("iris")  # they start from the Iris-trained network
     cache = Path(args.out) / "paper-seeds" if args.out else None

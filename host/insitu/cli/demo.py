@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from insitu.calibrate import calibrate_emulated
 from insitu.cli.progress import Progress as _Progress
 
 HELP = "emulated boards learn Iris in situ (li-mao-2024, realistic profile)"
@@ -74,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     lab, rig = emulated_rig(
         net, args.profile, seed=args.seed, period_ms=25, flash_dir=store.run_dir(run_id) / "boards"
     )
-    steps = -(-task.train.size // cfg.batch)
     phases = probe_phases(net, args.profile)
+    if args.profile != "ideal":
+        # a lab calibrates once before it trains: strain gains, force scale and offset
+        calibrate_emulated(lab, rig, settle_ms=phases.settle_ms)
+        print("  boards calibrated (strain gains, force scale and offset)", file=sys.stderr)
+    steps = -(-task.train.size // cfg.batch)
     rec = Recorder(store, run_id, rig=rig, lab=lab, phases=phases, gradient_epochs=(0, -1))
     result = insitu.train(
         net,

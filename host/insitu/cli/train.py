@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
     p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="emulated boards: calibrate strain gains and force actuators before training "
+        "(insitu calibrate; hardware/README.md)",
+    )
+    p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
     )
     p.add_argument(
@@ -224,6 +230,12 @@ class _Job:
                 period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
                 flash_dir=flash_dir,
             )  # fmt: skip
+            if self.settings.get("calibrate"):  # re-applied on resume: host-side corrections
+                from insitu.calibrate import calibrate_emulated
+                from insitu.store.recorder import probe_phases
+
+                phases = probe_phases(self.net, self.profile)
+                calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
 
     def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
         from insitu.cli.progress import Progress
@@ -289,7 +301,11 @@ def run(args: argparse.Namespace) -> int:
         "gradient_epochs": list(_gradient_epochs(args.gradient_epochs)),
         "period_ms": PERIOD_MS,
         "network_file": str(Path(args.network).resolve()),
+        "calibrate": bool(args.calibrate),
     }
+    if args.calibrate and args.port:
+        raise UserError("--calibrate runs on emulated boards; for boards on ports run "
+                        "insitu calibrate --port ... first")  # fmt: skip
     if args.port:
         settings["ports"] = list(args.port)
         settings["family"] = args.family
