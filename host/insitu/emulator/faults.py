@@ -142,6 +142,20 @@ class _Mangler:
         return drop[line]
 
 
+def _manglers(
+    corrupt: float, drop: float, drop_line: float, seed: int, direction: str
+) -> tuple[_Mangler, _Mangler]:
+    """(read, write) manglers: the damage applies to the directions asked for."""
+    if direction not in ("both", "read", "write"):
+        raise ValueError(f"direction must be both, read or write, got {direction!r}")
+    off = (0.0, 0.0, 0.0)
+    on = (corrupt, drop, drop_line)
+    return (
+        _Mangler(*(on if direction in ("both", "read") else off), seed, 1),
+        _Mangler(*(on if direction in ("both", "write") else off), seed, 2),
+    )
+
+
 class FaultyStream:
     """A byte stream that loses and damages data on the way, deterministically by seed.
 
@@ -160,13 +174,8 @@ class FaultyStream:
         seed: int = 0,
         direction: str = "both",
     ) -> None:
-        if direction not in ("both", "read", "write"):
-            raise ValueError(f"direction must be both, read or write, got {direction!r}")
         self.inner = inner
-        off = (0.0, 0.0, 0.0)
-        on = (corrupt, drop, drop_line)
-        self._rx = _Mangler(*(on if direction in ("both", "read") else off), seed, 1)
-        self._tx = _Mangler(*(on if direction in ("both", "write") else off), seed, 2)
+        self._rx, self._tx = _manglers(corrupt, drop, drop_line, seed, direction)
 
     @property
     def stats(self) -> dict[str, dict[str, int]]:
@@ -213,14 +222,9 @@ class FaultyLink:
         seed: int = 0,
         direction: str = "both",
     ) -> None:
-        if direction not in ("both", "read", "write"):
-            raise ValueError(f"direction must be both, read or write, got {direction!r}")
         self.inner = inner
         self.name = f"faulty:{getattr(inner, 'name', 'link')}"
-        off = (0.0, 0.0, 0.0)
-        on = (corrupt, drop, drop_line)
-        self._rx = _Mangler(*(on if direction in ("both", "read") else off), seed, 1)
-        self._tx = _Mangler(*(on if direction in ("both", "write") else off), seed, 2)
+        self._rx, self._tx = _manglers(corrupt, drop, drop_line, seed, direction)
         self._txbuf = bytearray()
         self._rxbuf = bytearray()
 
