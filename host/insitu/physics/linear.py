@@ -163,3 +163,31 @@ class Equilibrium:
         """
         u_adj = self.solve(adjoint_force(np.asarray(dL_du, dtype=float)))
         return adjoint_gradient(self.C @ u, self.C @ u_adj), u_adj
+
+
+class DenseEquilibrium:
+    """Equilibrium.solve/gradient for small networks: K_ff = C_f^T diag(k) C_f, dense Cholesky.
+
+    Zero clamps only. Rigidity is checked once by the sparse Equilibrium in Model (it depends
+    on the topology alone while every k > 0), so the factorisation here can assume it.
+    """
+
+    def __init__(self, C_free: np.ndarray, free: np.ndarray, n_dof: int, k: np.ndarray) -> None:
+        self.C_free, self.free, self.n_dof, self.k = C_free, free, n_dof, k
+        K_ff = C_free.T @ (k[:, None] * C_free)
+        cho = scipy.linalg.cho_factor(K_ff, lower=True, check_finite=False)
+        # The inverse of a few-dozen-DOF SPD matrix, from its one Cholesky factorisation: every
+        # solve after that is a matrix product (triangular solves with 100 right-hand sides
+        # were 100x slower on a busy machine, where BLAS threads contend).
+        self._K_inv = scipy.linalg.cho_solve(cho, np.eye(free.size), check_finite=False)
+
+    def solve(self, f: np.ndarray) -> np.ndarray:
+        u = np.zeros(f.shape)
+        u[self.free] = self._K_inv @ f[self.free]
+        return u
+
+    def gradient(self, u: np.ndarray, dL_du: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u_adj = self.solve(adjoint_force(dL_du))
+        e = self.C_free @ u[self.free]
+        e_adj = self.C_free @ u_adj[self.free]
+        return adjoint_gradient(e, e_adj), u_adj
