@@ -61,6 +61,7 @@ CONFIG_FILE = "config.json"
 PROBE_MARK = "INSITU-PROBE "
 MPREMOTE_TIMEOUT = 120.0  # seconds for one mpremote invocation
 PROBE_TIMEOUT = 15.0  # seconds for the probe (a small exec)
+PROBE_ATTEMPTS = 3
 BOOT_TIMEOUT = 20.0  # seconds from reset until the board must answer identify
 
 __all__ = [
@@ -441,15 +442,19 @@ def flash_board(
     version = firmware_version(root)
     res = FlashResult(board, port)
 
-    try:
-        probe = probe_board(mp, port, list(files))
-    except FlashError:
-        # a running watchdog may reset the board under the probe; it then boots into its
-        # grace period, where a second probe (and the reset below) are safe
-        res.mpremote_calls += 1
-        time.sleep(0.5)
-        probe = probe_board(mp, port, list(files))
-        res.notes.append("probe repeated")
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            probe = probe_board(mp, port, list(files))
+            break
+        except FlashError:
+            # a running watchdog may reset the board under the probe (it then boots into its
+            # grace period, where another probe and the reset below are safe); a busy host
+            # may starve mpremote past its limit
+            if attempt == PROBE_ATTEMPTS - 1:
+                raise
+            res.mpremote_calls += 1
+            time.sleep(0.5 * (attempt + 1))
+            res.notes.append("probe repeated")
     res.mpremote_calls += 1
     res.uid = probe.uid
     if expect_uid is not None and probe.uid != expect_uid.lower():
