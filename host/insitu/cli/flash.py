@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         firmware_version,
         flash_board,
         flash_many,
-        probe_board,
+        probe_retrying,
     )
     from insitu.deploy.nodeconfig import expected_hash, node_address
     from insitu.network.schema import load_network
@@ -214,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             mp = Mpremote()
             for port in silent:
                 try:
-                    uid_at[port] = probe_board(mp, port).uid
+                    uid_at[port] = probe_retrying(mp, port)[0].uid
                 except FlashError as exc:
                     if explicit:
                         raise UserError(

@@ -291,6 +291,23 @@ def _dirs_of(dests: Sequence[str]) -> list[str]:
     return sorted(out, key=lambda p: (p.count("/"), p))
 
 
+def probe_retrying(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> tuple[Probe, int]:
+    """``probe_board`` with up to PROBE_ATTEMPTS tries; (probe, tries that failed).
+
+    A running watchdog may reset the board under the probe (it then boots into its grace
+    period, where another probe is safe); a board still booting, or a host busy enough to
+    starve mpremote past its limit, answers the next time.
+    """
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            return probe_board(mp, port, dests), attempt
+        except FlashError:
+            if attempt == PROBE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def probe_board(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> Probe:
     """Run the probe script on the board at ``port`` (interrupts main.py; writes nothing)."""
     script = (
@@ -442,19 +459,10 @@ def flash_board(
     version = firmware_version(root)
     res = FlashResult(board, port)
 
-    for attempt in range(PROBE_ATTEMPTS):
-        try:
-            probe = probe_board(mp, port, list(files))
-            break
-        except FlashError:
-            # a running watchdog may reset the board under the probe (it then boots into its
-            # grace period, where another probe and the reset below are safe); a busy host
-            # may starve mpremote past its limit
-            if attempt == PROBE_ATTEMPTS - 1:
-                raise
-            res.mpremote_calls += 1
-            time.sleep(0.5 * (attempt + 1))
-            res.notes.append("probe repeated")
+    probe, extra = probe_retrying(mp, port, list(files))
+    if extra:
+        res.mpremote_calls += extra
+        res.notes.append("probe repeated")
     res.mpremote_calls += 1
     res.uid = probe.uid
     if expect_uid is not None and probe.uid != expect_uid.lower():
