@@ -7,7 +7,8 @@ Each benchmark is a module registered in ``BENCHMARKS`` (name -> module path) an
 - ``add_arguments(parser)``: its own flags (the CLI adds --quick, --json and --out);
 - ``run(args) -> dict``: the measurement; a JSON-able dict that includes ``machine_info()``;
 - ``summary(result) -> str``: a short readable table (printed without --json);
-- ``write(result, out_dir) -> list[Path]``: files beside ``NAME.json`` (a PNG, a Markdown table).
+- ``plot(result, path) -> Path`` and ``markdown(result) -> str``: with --out the CLI writes
+  ``NAME.png`` and ``NAME.md`` beside ``NAME.json``.
 
 Modules must be cheap to import (the CLI imports them to build its parser): import matplotlib,
 the emulator or anything heavy inside functions. Tests never assert wall-clock times; they run a

@@ -287,10 +287,3 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    png = plot(result, out_dir / "host.png")
-    md = out_dir / "host.md"
-    md.write_text(markdown(result))
-    return [png, md]

@@ -606,10 +606,3 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    png = plot(result, out_dir / "paper.png")
-    md = out_dir / "paper.md"
-    md.write_text(markdown(result))
-    return [png, md]

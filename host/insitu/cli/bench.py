@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-            written = [out / f"{name}.json", *mod.write(result, out)]
+            md = out / f"{name}.md"
+            md.write_text(mod.markdown(result))
+            written = [out / f"{name}.json", mod.plot(result, out / f"{name}.png"), md]
             print("wrote " + ", ".join(str(w) for w in written), file=sys.stderr)
         if not args.json:
             print(mod.summary(result))
