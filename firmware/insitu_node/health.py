@@ -15,8 +15,14 @@ reboot, and reported once as an event when it appears (docs/reliability.md):
   `noise` counts (configure noise=...; default NOISE_SPREAD, about 12 sigma of a harsh bench's
   HX711 at 10 SPS, so a healthy sensor is never flagged; 0 turns the check off).
 
-Bonds whose strain channel has a fault are frozen by the node: `update` leaves their stiffness
-and optimiser state as they were.
+A stiffness element is judged by a response check (`check`, response() below): under a steady
+load the node measures its bond's elongation, commands the bond to another stiffness, measures
+again and puts the element back. A working element moves the elongation the way the physics
+says (stiffer: shorter, since de/dk = -e b'K^-1 b <= 0 for the bond's own k); one that ignored
+the command leaves it where it was. A failed check latches ELEM on the bond's channel.
+
+Bonds whose channel has a fault (sensor or element) are frozen by the node: `update` leaves
+their stiffness and optimiser state as they were.
 """
 
 from array import array
@@ -29,7 +35,15 @@ DEAD = const(1)
 SAT = const(2)
 STUCK = const(3)
 NOISY = const(4)
-NAMES = ("ok", "dead", "sat", "stuck", "noisy")
+ELEM = const(5)  # the bond's stiffness element did not respond (sensor codes are below this)
+NAMES = ("ok", "dead", "sat", "stuck", "noisy", "element")
+
+# response() verdicts
+RESPONDED = const(0)
+UNLOADED = const(1)  # too little elongation to judge by: try another load
+NO_RESPONSE = const(2)
+VERDICTS = ("ok", "unloaded", "stuck")
+LOADED_SNR = const(10)  # a bond is judged only when its elongation is 10x the noise
 
 STUCK_N = const(8)  # identical means in a row
 NOISE_SPREAD = const(20000)  # counts; 2^33 counts/m strain gain: 2.3 um of elongation
@@ -72,3 +86,23 @@ class Health:
                 code = STUCK
         self.code[s] = code
         return code
+
+
+def response(e0, e1, dk, noise, rel, e_min):
+    """Verdict on a stiffness element from its bond's elongation before (e0) and after (e1) a
+    commanded change dk of its stiffness under the same load (metres, N/m).
+
+    noise: the measurements' uncertainty (m); rel: the smallest relative change of |e| that
+    counts as a response; e_min: the smallest |e| worth judging. A working element changes |e|
+    against dk (by k/k' for a bond that carries a fixed force, less where the rest of the
+    network shares the load); a stuck one changes it by noise only.
+    """
+    a0 = abs(e0)
+    a1 = abs(e1)
+    big = a0 if a0 > a1 else a1
+    if big < e_min or big < LOADED_SNR * noise:
+        return UNLOADED
+    moved = a0 - a1 if dk > 0 else a1 - a0  # > 0 when the bond answered the way physics says
+    if moved > noise and moved > rel * a0:
+        return RESPONDED
+    return NO_RESPONSE

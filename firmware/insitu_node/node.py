@@ -13,9 +13,10 @@ from array import array
 
 from . import VERSION, persist
 from .compat import const, ticks_add, ticks_diff
+from .health import ELEM as FAULT_ELEM
 from .health import NAMES as FAULT_NAMES
+from .health import NO_RESPONSE, VERDICTS, Health, response
 from .health import OK as FAULT_OK
-from .health import Health
 from .learning import spsa
 from .learning.bounds import clip
 from .learning.optim import Optimiser
@@ -88,6 +89,8 @@ class Node:
         self._mn = 0
         self._mt0 = 0
         self._mdead = 0
+        self._mwait = 0  # sampling timeout (ms) of the measurement in hand
+        self._chk = None  # element check in hand: [slot, probe k, stage, e0, spread0]
         self._mreq = None  # (seq, crc, validated args) of the pending measurement
         self._timed_out = False
         self.pending = False
@@ -187,8 +190,8 @@ class Node:
             if ticks_diff(now, self._mt0) >= 0:
                 self.ch.start()
                 code, cnt, mn = self.health.code, self.ch.cnt, self._mn
-                for b in range(self.n):  # a dead strain channel is not waited for
-                    if code[b] != FAULT_OK:
+                for b in range(self.n):  # a faulty strain channel is not waited for
+                    if 0 < code[b] < FAULT_ELEM:
                         cnt[b] = mn
                 self._mstate = SAMPLING
         elif st == SAMPLING:
@@ -339,27 +342,44 @@ class Node:
             raise ArgError("eps", "required for nudged")
         if ph == "clamped" and a["eta"] is None:
             raise ArgError("eta", "required for clamped")
+        self._begin(f, a)
+        return None
+
+    def _begin(self, f, a):
         timeout = a["timeout_ms"]
         if timeout is None:
             timeout = 1000 + 250 * a["n"]  # an HX711 at 10 SPS needs 100 ms a sample
         self._mreq = (f.seq, f.crc, a)
         self._mn = a["n"]
-        self._mt0 = ticks_add(self.now, a["settle_ms"])
-        self._mdead = ticks_add(self._mt0, timeout)
+        self._mwait = timeout
+        self._settle(a["settle_ms"])
+
+    def _settle(self, ms):
+        self._mt0 = ticks_add(self.now, ms)
+        self._mdead = ticks_add(self._mt0, self._mwait)
         self._timed_out = False
         self._mstate = SETTLE
-        return None
 
     def _finish_measure(self):
         seq, crc, a = self._mreq
+        chk = self._chk
+        if chk is not None and chk[2] == 0 and not self._timed_out:
+            self._probe(chk, a)  # first half of a check: on to the probe stiffness
+            return
         at = len(self._out)  # fault events go after the reply they were found in
         self._mstate = IDLE
         self._mreq = None
+        self._chk = None
+        if chk is not None:  # the element goes back to the bond's stiffness, whatever happened
+            self.k[chk[0]] = self.kb[chk[0]]
+            self._set_element(chk[0])
         if self._timed_out:
             miss = self.ch.missing(self._mn)
             for s in miss:  # latched: later measurements go on without a dead strain channel
                 self._fault(s, self.health.judge(s, 0, 0, 0))
             line = codec.reply_err(seq, self.id, "sensor", f"timeout: channels {miss}")
+        elif chk is not None:
+            line = self._checked(seq, chk, a)
         else:
             line = self._measured(seq, a)
         self._remember(seq, crc, line)
@@ -383,7 +403,7 @@ class Node:
             m = ch.mean(i)
             self._fault(i, hl.judge(i, ch.cnt[i], m, ch.hi[i] - ch.lo[i]))
             v = (m - self.off[i]) * self.gain[i]
-            if i < n and hl.code[i]:
+            if i < n and 0 < hl.code[i] < FAULT_ELEM:
                 v = 0.0  # a faulty gauge contributes nothing; its bond is frozen anyway
             if i < n:
                 self.e[i] = v
@@ -535,6 +555,55 @@ class Node:
             self._set_element(b)
         self._spsa = None if s == 0 else (seed, c)
         return {"clipped": clipped}
+
+    def _op_check(self, f, a):
+        """Response check of one bond's stiffness element (health.response): measure, command
+        the probe stiffness, measure again, put the element back, judge. The host holds a steady
+        load meanwhile and checks one bond at a time (another bond's change moves this one)."""
+        if self._mstate != IDLE:
+            raise ArgError("slot", "busy: measurement pending")
+        s = a["slot"]
+        if s >= self.n:
+            raise ArgError("slot", "no such bond slot")
+        if self.health.code[s]:
+            raise ArgError("slot", "bond has a fault: " + FAULT_NAMES[self.health.code[s]])
+        if self._spsa is not None:
+            raise ArgError("slot", "SPSA perturbation active (perturb sign 0 first)")
+        k0, lo, hi = self.kb[s], self.k_min[s], self.k_max[s]
+        kp = a["k"]
+        if kp is None:
+            kp = hi if k0 - lo < hi - k0 else lo
+        elif not lo <= kp <= hi:
+            raise ArgError("k", f"outside [{lo:g}, {hi:g}]")
+        if kp == k0:
+            raise ArgError("k", "no other stiffness to probe with")
+        self._chk = [s, kp, 0, 0.0, 0.0]
+        self._begin(f, a)
+        return None
+
+    def _elongation(self, s):
+        """(mean elongation, spread) of bond slot s over the measurement just taken (m)."""
+        ch, g = self.ch, self.gain[s]
+        return (ch.mean(s) - self.off[s]) * g, (ch.hi[s] - ch.lo[s]) * abs(g)
+
+    def _probe(self, chk, a):
+        chk[3], chk[4] = self._elongation(chk[0])
+        chk[2] = 1
+        self.k[chk[0]] = chk[1]
+        self._set_element(chk[0])
+        self._settle(a["settle_ms"])
+
+    def _checked(self, seq, chk, a):
+        s, kp, e0 = chk[0], chk[1], chk[3]
+        e1, spread1 = self._elongation(s)
+        noise = 0.5 * (chk[4] + spread1)  # half ranges: a bound on each mean's error
+        v = response(e0, e1, kp - self.kb[s], noise, a["rel"], a["e_min"])
+        p = {"slot": s, "k": self.kb[s], "kp": kp, "e0": e0, "e1": e1, "noise": noise,
+             "verdict": VERDICTS[v]}
+        if v == NO_RESPONSE:
+            self.health.code[s] = FAULT_ELEM
+            self._fault(s, FAULT_ELEM)
+        return codec.reply_ok(seq, self.id, p)
 
     def _health(self, s):
         ch = self.ch

@@ -206,3 +206,90 @@ def test_rejected_frames_leave_state():
         assert r.op == "err", (op, args, r.args)
     after = node.handle_line(codec.encode(999998, "n1", "state"))
     assert codec.decode(after[0]).args == codec.decode(before[0]).args
+
+
+class SpringBus(VaryBus):
+    """Each bond carries a fixed force (a statically determinate patch): its elongation is
+    force / k, with k what its servo was last told (fixture table: k = pulse / 10). A stuck
+    servo ignores commands."""
+
+    def __init__(self, forces, jitter=3):
+        VaryBus.__init__(self, jitter)
+        self.forces = forces
+        self.k = [137.5] * len(forces)
+        self.stuck = [False] * len(forces)
+        self._show()
+
+    def _show(self):
+        for s in range(len(self.forces)):
+            self.strain[s] = int(self.forces[s] / self.k[s] / fx.GAIN)
+
+    def write(self, device, channel, value):
+        fx.Bus.write(self, device, channel, value)
+        if device == "stiffness" and not self.stuck[channel]:
+            self.k[channel] = value / 10.0
+            self._show()
+
+
+def _check(h, t, slot, **args):
+    args["slot"] = slot
+    assert h.call("check", args) == []
+    t, out = h.run(t, 800)
+    return t, [f for f in out if f.op != "evt"], [f.args for f in out if f.op == "evt"]
+
+
+def test_element_check_finds_a_stuck_element_and_freezes_its_bond():
+    # bond 0 pulled (2 mm at 137.5 N/m), bond 1 pushed, bond 2 carries nothing
+    bus = SpringBus([0.275, -0.1375, 0.0])
+    bus.stuck[1] = True
+    node = emulated(fx.config(3), bus, boots=1)
+    h = fx.Host(node)
+    t, r, ev = _check(h, 0, 0, settle_ms=50, n=4)
+    p = r[0].args
+    assert r[0].op == "ok" and p["verdict"] == "ok" and ev == []
+    assert p["kp"] == 103.125  # the farther bound: a softer element stretches further
+    assert abs(p["e0"] - 0.002) < 1e-6 and abs(p["e1"] - 0.275 / 103.1) < 1e-5
+    assert bus.k[0] == 137.5  # put back
+    t, r, ev = _check(h, t, 1, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "stuck"
+    assert ev == [{"ev": "fault", "kind": "element", "ch": 1, "bond": [2, 3]}]
+    t, r, ev = _check(h, t, 2, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "unloaded" and ev == []
+    t, r, ev = _check(h, t, 0, k=171.875, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "ok" and r[0].args["e1"] < r[0].args["e0"]
+    st = h.one("state").args
+    assert st["faults"] == ["ok", "element", "ok", "ok"] and st["k"] == [137.5] * 3
+    # a stuck element's bond is frozen; its gauge still reads (e is not zeroed)
+    bus.strain[0], bus.strain[1] = 1000, 5000
+    t, r, ev = _measure(h, t, {"phase": "forward", "tag": 0, "n": 2})
+    assert r[0].args.get("bad") == [1] and ev == []
+    bus.strain[0], bus.strain[1] = -300, 5000
+    t, r, ev = _measure(h, t, {"phase": "adjoint", "tag": 0, "n": 2})
+    e = h.one("state", {"only": "e"}).args["e"]
+    assert abs(e[1] - 5000 * fx.GAIN) < 1e-8
+    r = h.one("update", {"rule": "adjoint", "lr": 1e12, "opt": "adam"})
+    assert r.args["held"] == [1]
+    k = h.one("state", {"only": "k"}).args["k"]
+    assert k[1] == 137.5 and k[0] != 137.5
+    # a second check of a faulty bond is refused; reset faults=true allows it again
+    assert h.one("check", {"slot": 1}).op == "err"
+    h.one("reset", {"faults": True})
+    bus.stuck[1] = False
+    t, r, ev = _check(h, t, 1, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "ok"
+
+
+def test_element_check_rejects_bad_requests_and_changes_nothing():
+    bus = SpringBus([0.275, -0.1375])
+    node = emulated(fx.config(2), bus, boots=1)
+    h = fx.Host(node)
+    before = h.one("state").args
+    for args, field in (({"slot": 2}, "slot"), ({"slot": 0, "k": 500.0}, "k"),
+                        ({"slot": 0, "k": 137.5}, "k"), ({"slot": 0, "rel": 2.0}, "rel"),
+                        ({}, "slot"), ({"slot": 0, "n": 0}, "n")):
+        r = h.one("check", args)
+        assert r.op == "err" and r.args["field"] == field, (args, r.args)
+    assert h.one("state").args == before
+    assert h.call("measure", {"phase": "forward", "n": 2}) == []
+    r = h.one("check", {"slot": 0})  # busy
+    assert r.op == "err" and "busy" in r.args["reason"]

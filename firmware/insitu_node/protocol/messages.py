@@ -81,6 +81,15 @@ SCHEMA = {
     "state": {"only": (ENUM, STATE_KEYS, None, None)},  # one field (a short reply)
     "save": {"step": (INT, 0, 999999999, None)},  # the host's checkpoint number
     "load": {"step": (INT, 0, 999999999, REQUIRED)},  # back to that saved checkpoint
+    "check": {  # response check of one bond's stiffness element, under the load the host set
+        "slot": (INT, 0, 63, REQUIRED),
+        "k": (FLOAT, 1e-12, _BIG, None),  # probe stiffness; absent = the farther bound
+        "n": (INT, 1, 64, 4),
+        "settle_ms": (INT, 0, 600000, 0),  # after each stiffness change (servo travel + creep)
+        "timeout_ms": (INT, 1, 600000, None),
+        "rel": (FLOAT, 0.0, 1.0, 0.02),  # smallest relative change of |e| that counts
+        "e_min": (FLOAT, 0.0, 1.0, 2e-6),  # metres: less elongation than this is not judged
+    },
     "reset": {
         "opt": (BOOL, 0, 1, False),  # also forget optimiser moments
         "k": (BOOL, 0, 1, False),  # also return stiffness to k_init

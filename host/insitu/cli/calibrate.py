@@ -50,22 +50,14 @@ def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
     from insitu.cli.main import UserError
 
     if args.port:
-        from insitu.deploy.flash import FlashError, deploy_configs
-        from insitu.links import LinkError, SerialLink
-        from insitu.rig import Rig, RigError
+        from insitu.deploy.flash import FlashError
+        from insitu.links import LinkError
+        from insitu.rig import RigError
+        from insitu.rig.lab import port_rig
 
         try:
-            configs = deploy_configs(net, family=args.family, pins=args.pins)
-        except (FlashError, ValueError) as exc:
-            raise UserError(str(exc))
-        links = []
-        try:
-            links = [SerialLink(port) for port in args.port]
-            rig = Rig(net, links, configs=configs, timeout=2.0)
-            rig.connect()
-        except (LinkError, RigError) as exc:
-            for ln in links:
-                ln.close()
+            rig = port_rig(net, args.port, args.family, args.pins)
+        except (FlashError, ValueError, LinkError, RigError) as exc:
             raise UserError(str(exc))
         return rig, PromptWeights(lambda msg: input(msg)), None
     if args.family or args.pins:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "flash": "insitu.cli.flash",
     "ports": "insitu.cli.ports",
     "calibrate": "insitu.cli.calibrate",
+    "check": "insitu.cli.check",
 }
 
 

@@ -1,4 +1,4 @@
-"""A rig on emulated boards: the in-process lab behind the same session API as a bench."""
+"""Connected rigs: boards on serial ports, or emulated boards behind the same session API."""
 
 from __future__ import annotations
 
@@ -8,6 +8,32 @@ from insitu.emulator.hardware import Profile
 from insitu.emulator.inprocess import InProcessLab
 from insitu.network.schema import Network
 from insitu.rig.session import Rig, expected_configs
+
+
+def port_rig(
+    network: Network,
+    ports: list[str],
+    family: str | None = None,
+    pins: str | None = None,
+    timeout: float = 2.0,
+) -> Rig:
+    """A connected Rig over boards on these serial ports, flashed with ``family``/``pins``
+    (their configs are generated the way `insitu flash` deployed them). Raises FlashError,
+    LinkError or RigError with a one-line message; no link is left open on failure."""
+    from insitu.deploy.flash import deploy_configs
+    from insitu.links import SerialLink
+
+    configs = deploy_configs(network, family=family, pins=pins)
+    links = []
+    try:
+        links = [SerialLink(port) for port in ports]
+        rig = Rig(network, links, configs=configs, timeout=timeout)
+        rig.connect()
+    except Exception:
+        for ln in links:
+            ln.close()
+        raise
+    return rig
 
 
 def emulated_rig(

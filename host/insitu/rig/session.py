@@ -560,6 +560,36 @@ class Rig:
             count=max(int(p.get("count", 0)) for p in replies.values()),
         )
 
+    def check_element(
+        self,
+        bond: int,
+        settle_ms: int = 0,
+        n: int = 4,
+        k: float | None = None,
+        rel: float | None = None,
+        e_min: float | None = None,
+    ) -> dict[str, Any]:
+        """Response check of one bond's stiffness element under the load the rig holds now:
+        its board measures the bond, commands probe stiffness ``k`` (None: the farther bound),
+        measures again, puts the element back and judges (``verdict`` ok | stuck | unloaded;
+        a stuck element is latched as a fault and its bond frozen). Checks are sequential: a
+        change of one bond's stiffness moves every other bond."""
+        b = int(bond)
+        bd = next((x for x in self.network.boards if b in x.bonds), None)
+        if bd is None:
+            raise RigError(f"network {self.network.name} has no board owning bond {bond}")
+        args: dict[str, Any] = {"slot": bd.bonds.index(b), "n": int(n)}
+        if settle_ms:
+            args["settle_ms"] = int(settle_ms)
+        for key, val in (("k", k), ("rel", rel), ("e_min", e_min)):
+            if val is not None:
+                args[key] = float(val)
+        # two settles and two samplings; the node gives up after settle + 1000 + 250 n each
+        timeout = self.timeout + 2 * (settle_ms + 1000 + 250 * n) / 1000.0
+        reply = self.request(bd, "check", args, timeout=timeout)
+        self.counters.loadings += 2
+        return reply
+
     def reset(self, opt: bool = False, k: bool = False) -> None:
         """Forget accumulated samples and stored forward states (and moments, stiffness)."""
         self.broadcast("reset", {"opt": opt, "k": k})
@@ -635,7 +665,9 @@ class Rig:
                 if "bond" in ev
                 else f"displacement axis {ev.get('axis')}"
             )
-            lines.append(f"{self._name(addr)}: {what}: sensor {ev.get('kind')}")
+            kind = ev.get("kind")
+            fault = "stiffness element does not respond" if kind == "element" else f"sensor {kind}"
+            lines.append(f"{self._name(addr)}: {what}: {fault}")
         for addr, slots in sorted(self.held.items(), key=lambda x: _addr_key(x[0])):
             bd = self._by_addr.get(addr)
             if bd is None:

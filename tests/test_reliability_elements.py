@@ -1,0 +1,115 @@
+"""Item 5 of docs/reliability.md, stiffness elements: a stuck element is found by its node's
+response check, reported, its bond frozen, and training goes on with the rest.
+
+In-process emulated boards of the Li & Mao network; the stuck element is the emulator's
+(``faults.stuck_element``: the servo ignores every command, k stays where it is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insitu.cli.main import main
+from insitu.emulator import faults
+from insitu.emulator.inprocess import InProcessLab
+from insitu.network.schema import Network, load_network
+from insitu.rig.selftest import check_elements
+from insitu.rig.session import Rig, RigError, expected_configs
+from insitu.tasks import make_task
+from insitu.trainers import insitu
+from insitu.trainers.common import TrainConfig
+
+LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
+
+
+@pytest.fixture(scope="module")
+def net() -> Network:
+    return load_network(LI_MAO)
+
+
+def _rig(net: Network, profile: str, seed: int = 0) -> tuple[InProcessLab, Rig]:
+    lab = InProcessLab(net, profile, seed=seed)
+    rig = Rig(net, lab.link(), configs=expected_configs(net, lab.calibration))
+    rig.connect()
+    return lab, rig
+
+
+@pytest.mark.parametrize("profile", ["ideal", "realistic", "harsh"])
+def test_every_working_element_responds(net, profile):
+    """No false alarm: on healthy boards every bond's element is judged and responds."""
+    lab, rig = _rig(net, profile)
+    if profile != "ideal":
+        rig.tare(settle_ms=2000, n=4)
+    report = check_elements(rig)
+    print("\n" + "\n".join(report.lines()))
+    assert report.stuck == [] and report.unloaded == []
+    assert len(report.ok) == net.n_bonds
+    assert not any(e.get("ev") == "fault" for _, e in rig.events)
+    # every element was put back where it was
+    assert np.array_equal(rig.stiffness(), net.k_init)
+    ratios = [c.e1 / c.e0 for c in report.checks]
+    print(f"{profile}: |e1/e0| from {min(ratios):.3f} to {max(ratios):.3f}")
+
+
+def test_stuck_element_found_frozen_and_training_goes_on(net):
+    lab, rig = _rig(net, "realistic")
+    rig.tare(settle_ms=2000, n=4)
+    bd = next(b for b in net.boards if len(b.bonds) >= 2)
+    bond = bd.bonds[1]
+    faults.stuck_element(lab.world, bd.id, 1)
+    report = check_elements(rig)
+    text = "\n".join(report.lines())
+    print("\n" + text)
+    assert report.stuck == [bond] and report.unloaded == []
+    assert len(report.ok) == net.n_bonds - 1
+    kinds = [(a, e["kind"], e["ch"]) for a, e in rig.events if e.get("ev") == "fault"]
+    assert kinds == [(str(bd.id), "element", 1)]
+    ids = net.node_ids
+    name = f"bond {ids[net.bonds[bond, 0]]}-{ids[net.bonds[bond, 1]]} (#{bond})"
+    assert f"{name} on board {bd.id} (node {bd.node}): stiffness element does not respond" in text
+    # a second check of that bond is refused by its node: it knows the element is bad
+    with pytest.raises(RigError, match="element"):
+        rig.check_element(bond)
+
+    t = make_task("iris", net, 0)
+    task = dataclasses.replace(t, train=t.train[:32], test=t.test[:8])
+    r = insitu.train(net, task, TrainConfig(epochs=2, seed=0, lr=3.0), rig=rig, eval_every=2)
+    assert r.k_final[bond] == r.k_init[bond]  # frozen: never commanded again
+    others = np.setdiff1d(np.arange(net.n_bonds), [bond])
+    assert np.count_nonzero(r.k_final[others] != r.k_init[others]) >= len(others) - 3
+    faults_text = "\n".join(r.faults)
+    print(faults_text)
+    said = f"node {bd.node}): bond {name.split()[1]}: stiffness element does not respond"
+    assert said in faults_text
+    assert f"{name} frozen, no more updates" in faults_text
+
+
+def test_check_elements_refuses_bad_arguments(net):
+    lab, rig = _rig(net, "ideal")
+    with pytest.raises(ValueError, match="no bond 28"):
+        check_elements(rig, bonds=[28])
+    with pytest.raises(ValueError, match="force must be > 0"):
+        check_elements(rig, force=0.0)
+    with pytest.raises(RigError, match="k"):
+        rig.check_element(0, k=1e6)  # outside the bond's range: the node says which field
+    assert np.array_equal(rig.stiffness(), net.k_init)
+
+
+def test_check_command(net, capsys):
+    argv = ["check", str(LI_MAO), "--quiet"]
+    assert main([*argv, "--stuck", "2:1", "--stuck", "11:0", "--json"]) == 1  # 1: found some
+    rep = json.loads(capsys.readouterr().out)
+    b2, b11 = (next(b for b in net.boards if b.id == i) for i in (2, 11))
+    assert rep["stuck"] == sorted([b2.bonds[1], b11.bonds[0]])
+    assert main([*argv, "--profile", "ideal", "--bonds", "0,5"]) == 0
+    assert "2 bonds, 2 respond, 0 stuck" in capsys.readouterr().out
+    for bad, said in ((["--stuck", "99:0"], "no board 99"), (["--stuck", "2:7"], "slots 0..1"),
+                      (["--stuck", "x"], "BOARD:SLOT"), (["--bonds", "3,40"], "not [40]"),
+                      (["--force", "-1"], "--force must be > 0")):
+        assert main([*argv, *bad]) == 2
+        assert said in capsys.readouterr().err
