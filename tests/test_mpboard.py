@@ -348,6 +348,41 @@ def test_watchdog_resets_when_not_fed_and_survives_soft_reset(boards) -> None:
     b.wait_event(lambda e: e.kind == "boot" and e.detail == "wdt", start=n, timeout=5)
 
 
+HANG_MAIN = """import emubus, time
+i = 0
+while True:
+    emubus.read("strain", 0)
+    emubus.read("strain", 1)
+    i += 1
+    if i % 20 == 0:
+        print("TICK", i)
+    time.sleep_ms(2)
+"""
+
+
+def test_hung_device_blocks_the_board_until_ctrl_c_or_reset(boards) -> None:
+    (b,) = boards(1, {"main.py": HANG_MAIN}, bus=RecordingBus())
+    b.wait_output(b"TICK 20\r\n")
+    with pytest.raises(ValueError):
+        b.hang("two words")
+    n = len(b.events)
+    b.hang("strain", 1)  # channel 0 still answers; the first read of channel 1 never returns
+    assert b.wait_event("hang", start=n, timeout=5).detail == "r strain 1"
+    mark = b.output_mark()
+    time.sleep(0.3)
+    assert b"TICK" not in b.transcript(mark)
+    assert [e.kind for e in b.events[n:]] == ["hang"]
+    with serial.Serial(b.port, 115200, timeout=5) as s:
+        s.write(b"\x03")  # the board is blocked in a socket read: Ctrl-C interrupts it
+        assert b"KeyboardInterrupt" in _read_until(s, b">>> ")
+        # the device is still locked: the same read at the REPL blocks again
+        s.write(b"import emubus; emubus.read('strain', 1)\r")
+        b.wait_event(lambda e: e.kind == "hang", start=n + 1, timeout=5)
+        mark = b.output_mark()
+        b.hard_reset()  # a reset re-initialises the device
+        b.wait_output(b"TICK 20\r\n", start=mark)
+
+
 def _exec_raises(port: str, code: str) -> None:
     try:
         _exec(port, code)

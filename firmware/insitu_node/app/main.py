@@ -5,7 +5,7 @@ import asyncio
 from ..compat import ticks_add, ticks_diff, ticks_ms
 from ..hal.link import StdioLink
 from ..protocol import codec
-from .setup import make_node
+from .setup import make_node, outputs_off, reset_cause
 from .supervisor import Watchdog
 
 _sleep_ms = getattr(asyncio, "sleep_ms", None) or (lambda ms: asyncio.sleep(ms / 1000))
@@ -49,9 +49,10 @@ async def _main(node, cfg, link):
 def run(root=""):
     node, cfg = make_node(root)
     node.overruns = 0
+    outputs_off(node)
     link = StdioLink()
     link.write(codec.event(node.id, {"ev": "boot", "boots": node.boots, "cfg": node.cfg_hash,
-                                     "persist": node.persist_status}))
+                                     "persist": node.persist_status, "reset": reset_cause()}))
     try:
         asyncio.run(_main(node, cfg, link))
     finally:  # Ctrl-C from mpremote, or a crash: leave the rig safe

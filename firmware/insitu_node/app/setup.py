@@ -19,6 +19,41 @@ def board_uid():
         return "unknown"
 
 
+_CAUSES = (
+    ("pwron", "PWRON_RESET"),
+    ("hard", "HARD_RESET"),
+    ("wdt", "WDT_RESET"),
+    ("deepsleep", "DEEPSLEEP_RESET"),
+    ("soft", "SOFT_RESET"),
+)
+
+
+def reset_cause():
+    """Why the board started: "pwron", "hard", "wdt", "deepsleep", "soft" (by the port's own
+    machine constants: rp2 and esp32 number them differently), the number if unknown, or
+    None where machine has no reset_cause (the unix port)."""
+    try:
+        import machine
+
+        c = machine.reset_cause()
+    except Exception:
+        return None
+    for name, const in _CAUSES:
+        if getattr(machine, const, None) == c:
+            return name
+    return c
+
+
+def outputs_off(node):
+    """The known state at boot, whatever the reset interrupted: every force off and every
+    clamp released (a reset does not guarantee it: an actuator driver may latch its last
+    command). Stiffness is what Node() restored from the last checkpoint."""
+    for f in node.hal.force:
+        f.off()
+    for c in node.hal.clamp:
+        c.release()
+
+
 def build_hal(cfg, storage):
     fam = cfg["family"]
     if fam == "emu":

@@ -102,7 +102,8 @@ class Bus(Protocol):
 class BoardEvent:
     """Something that happened to a board: ``kind`` is one of ``boot`` (detail: pwron, hard,
     wdt, soft = machine.reset(), soft-reboot, quiet), ``exit`` (interpreter exited, detail:
-    return code), ``power_cut``, ``wdt`` (watchdog started, detail: timeout ms), ``stop``."""
+    return code), ``power_cut``, ``wdt`` (watchdog started, detail: timeout ms), ``hang`` (a bus
+    call left unanswered by :meth:`MicroPythonBoard.hang`, detail: ``r strain 0``), ``stop``."""
 
     t: float
     kind: str
@@ -359,6 +360,7 @@ class MicroPythonBoard:
         self._respawn_args: tuple[bool, bool, bool, int, str] | None = None
         self._last_spawn = 0.0
         self._powered = False
+        self._hang: tuple[str, int | None] | None = None  # see hang()
 
     # ------------------------------------------------------------------ public API
 
@@ -499,6 +501,18 @@ class MicroPythonBoard:
         """Soft reset as from Ctrl-D at the friendly REPL (prints ``MPY: soft reboot``)."""
         self._call("soft_reset")
 
+    def hang(self, device: str, channel: int | None = None) -> None:
+        """Lock up an emulated device: from now on every bus call of the board to ``device``
+        (on ``channel``, or any channel) gets no reply, so the firmware blocks inside
+        ``emubus.read``/``emubus.write`` as a driver does on an I2C slave holding the bus or an
+        HX711 whose DOUT never goes low. Nothing else on the board runs meanwhile (no control
+        loop, no watchdog feed, no host commands). Ctrl-C still interrupts it. The lock-up lasts
+        until the interpreter is replaced (reset, watchdog, power cycle, soft reboot): the
+        firmware re-initialises its devices at boot. Event ``hang`` when a call is withheld."""
+        if not device or any(c in device for c in " \n"):
+            raise ValueError(f"bad device name {device!r}")
+        self._call("hang", device, None if channel is None else int(channel))
+
     def __enter__(self) -> MicroPythonBoard:
         if not self._started:
             self.start()
@@ -611,6 +625,8 @@ class MicroPythonBoard:
                 self._hard_reset(HARD_RESET, drain=False)
             elif cmd.name == "soft_reset":
                 self._soft_reboot(drain=False, mode="friendly")
+            elif cmd.name == "hang":
+                self._hang = (cmd.args[0], cmd.args[1])
             else:  # pragma: no cover
                 raise ValueError(cmd.name)
         except BaseException as e:  # handed to the caller
@@ -984,6 +1000,7 @@ class MicroPythonBoard:
         now = time.monotonic()
         self._last_spawn = now
         self._cause = cause
+        self._hang = None  # a new interpreter re-initialises its devices
         cmd = [self.micropython]
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
@@ -1277,6 +1294,12 @@ class MicroPythonBoard:
             if self._wdt_timeout is not None:
                 self._wdt_deadline = time.monotonic() + self._wdt_timeout
             return None
+        if op in ("r", "w") and self._hang is not None:
+            dev, ch = self._hang
+            parts = rest.split(" ")
+            if parts[0] == dev and (ch is None or parts[1:2] == [str(ch)]):
+                self._event("hang", f"{op} {parts[0]} {' '.join(parts[1:2])}")
+                return None  # never answered: the board blocks in emubus._call
         try:
             if op == "r":
                 dev, ch = rest.split(" ")

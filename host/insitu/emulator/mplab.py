@@ -44,7 +44,10 @@ class MicroPythonLab:
         boards: list[int] | None = None,
         install: bool = True,
         timeout_ms: int = 0,
+        wdt: dict | None = None,
     ) -> None:
+        """``timeout_ms``: host-silence timeout of every node (0: never go safe);
+        ``wdt``: the configs' ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``)."""
         self.network = network
         self.clock = RealClock()
         self.world = World(network, firmware_profile(profile), seed=seed, clock=self.clock)
@@ -59,6 +62,8 @@ class MicroPythonLab:
             if bd.id not in ids:
                 continue
             cfg = node_config(network, bd, self.calibration, timeout_ms=timeout_ms)
+            if wdt is not None:
+                cfg["wdt"] = dict(wdt)
             self.configs[bd.id] = cfg
             flash = self.workdir / f"board-{bd.id}"
             flash.mkdir(parents=True, exist_ok=True)
