@@ -101,6 +101,7 @@ def test_watchdog_resets_a_hung_node_into_its_last_checkpoint(tmp_path):
             assert e.value.boards == [str(BOARD)]
             info = rig.request(bd, "identify")
             assert (info["boots"], info["persist"], info["step"]) == (boots0 + 1, "ok", STEP)
+            assert info["reset"] == "wdt"  # a host that connects later learns it too
             boot_evs = [ev for a, ev in rig.events if a == str(BOARD) and ev.get("ev") == "boot"]
             assert boot_evs and boot_evs[-1].get("reset") == "wdt"
             assert boot_evs[-1]["boots"] == boots0 + 1

@@ -99,6 +99,7 @@ class Node:
         self._spsa = None  # (seed, c) of the active perturbation
         self.persist_status = "new"
         self.ckpt = None  # checkpoint the state in RAM was saved as / loaded from (step=)
+        self.reset_cause = None  # why the board started (app/setup.py), for identify
         self._restore()
         self._apply_k()
 
@@ -294,6 +295,8 @@ class Node:
             "clamp": len(self.hal.clamp),
             "disp": self.nd,
         }
+        if self.reset_cause is not None:
+            p["reset"] = self.reset_cause
         if self.cfg_error:
             p["cfg_err"] = self.cfg_error
         return p

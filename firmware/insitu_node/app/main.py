@@ -49,10 +49,11 @@ async def _main(node, cfg, link):
 def run(root=""):
     node, cfg = make_node(root)
     node.overruns = 0
+    node.reset_cause = reset_cause()
     outputs_off(node)
     link = StdioLink()
     link.write(codec.event(node.id, {"ev": "boot", "boots": node.boots, "cfg": node.cfg_hash,
-                                     "persist": node.persist_status, "reset": reset_cause()}))
+                                     "persist": node.persist_status, "reset": node.reset_cause}))
     try:
         asyncio.run(_main(node, cfg, link))
     finally:  # Ctrl-C from mpremote, or a crash: leave the rig safe

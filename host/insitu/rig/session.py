@@ -83,6 +83,7 @@ class BoardInfo:
     boots: int
     persist: str
     step: int | None = None  # checkpoint of the state the board runs (save/load step=)
+    reset: str | None = None  # why the board last started (wdt, pwron, ...), if it can tell
 
 
 @dataclass
@@ -438,6 +439,7 @@ class Rig:
             boots=int(a.get("boots", 0)),
             persist=str(a.get("persist")),
             step=a.get("step"),
+            reset=None if a.get("reset") is None else str(a.get("reset")),
         )
 
     # ------------------------------------------------------------------ actuation
