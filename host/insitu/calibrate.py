@@ -228,7 +228,8 @@ def calibrated(rig: Rig, cal: Calibration) -> Rig:
 # ----------------------------------------------------------------------------- procedure
 
 
-def _force_ports(net: Network) -> list[Port]:
+def force_ports(net: Network) -> list[Port]:
+    """Every force actuator's DOF: each axis of each board that carries one."""
     return [
         Port(bd.node, axis) for bd in net.boards if "force" in bd.carries for axis in range(net.dim)
     ]
@@ -414,7 +415,7 @@ def calibrate(
     net = rig.network
     if only is not None and all(bd.id != only for bd in net.boards):
         raise CalibrationError(f"no board {only} in {net.name}")
-    fports = _force_ports(net)
+    fports = force_ports(net)
     if not fports:
         raise CalibrationError("no board carries a force actuator: nothing to load with")
     if not _disp_ports(net):

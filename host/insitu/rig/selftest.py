@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from insitu.calibrate import force_ports
 from insitu.network.schema import Network, Port
 from insitu.physics.linear import Equilibrium, compatibility
 from insitu.rig.session import Rig
@@ -104,10 +105,6 @@ class ElementReport:
                 {**c.__dict__, "port": None if c.port is None else str(c.port)} for c in self.checks
             ],
         }
-
-
-def force_ports(net: Network) -> list[Port]:
-    return [Port(bd.node, a) for bd in net.boards if "force" in bd.carries for a in range(net.dim)]
 
 
 def best_ports(net: Network, k: np.ndarray, ports: Sequence[Port]) -> tuple[np.ndarray, np.ndarray]:
