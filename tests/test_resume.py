@@ -5,59 +5,16 @@ flash outlives the host."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LI_MAO
+from runproc import INSITU, kill_at_step
 
 from insitu.cli.main import main
 from insitu.store import RunStore
-
-LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
-INSITU = [sys.executable, "-m", "insitu.cli.main"]
-
-
-def _max_step(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            row = con.execute("SELECT MAX(step) FROM steps").fetchone()
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-    return int(row[0] or 0)
-
-
-def _kill_at(cmd: list[str], db: Path, at_step: int, cwd: Path) -> None:
-    """Run cmd; SIGKILL it as soon as the store holds step `at_step`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while _max_step(db) < at_step:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"run ended before step {at_step}: {proc.stderr.read().decode()[-500:]}"
-                )
-            assert time.monotonic() < deadline, "run too slow"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
 
 
 def _train_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
@@ -79,7 +36,7 @@ def test_insilico_killed_and_resumed_matches_uninterrupted(tmp_path, capsys):
     db = tmp_path / "killed.sqlite"
     args = ["train", str(LI_MAO), "--task", "iris", "--epochs", str(epochs), "--seed", "3"]
     at = random.Random().randint(5, 7 * epochs - 40)
-    _kill_at([*INSITU, *args, "--store", str(db), "--snapshot-every", "5"], db, at, tmp_path)
+    kill_at_step([*INSITU, *args, "--store", str(db), "--snapshot-every", "5"], db, at, tmp_path)
     with RunStore(db) as st:
         assert st.run(1)["status"] == "running"  # killed: nobody said otherwise
     resumed = _train_json(
@@ -100,7 +57,7 @@ def test_insitu_ideal_killed_and_resumed_matches_uninterrupted(tmp_path, capsys)
     args = ["train", str(LI_MAO), *common]
     db = tmp_path / "killed.sqlite"
     at = random.Random().randint(1, 7 * epochs - 2)
-    _kill_at([*INSITU, *args, "--store", str(db)], db, at, tmp_path)
+    kill_at_step([*INSITU, *args, "--store", str(db)], db, at, tmp_path)
     resumed = _train_json(
         ["train", "--resume", "1", "--store", str(db), "--json", "--quiet"], capsys
     )

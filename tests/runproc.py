@@ -1,0 +1,144 @@
+"""`insitu` as a real subprocess, killed with SIGKILL: helpers for the host-crash tests
+(test_resume.py, test_reliability_crash.py). The store is read with a read-only connection of
+its own, as another process would; a store that does not exist yet reads as empty."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INSITU = [sys.executable, "-m", "insitu.cli.main"]
+
+
+def query(db: Path, sql: str, *params: Any) -> list[tuple]:
+    """Rows of a read-only query; [] while the store or its tables do not exist yet (any
+    other error is raised: a test must not take a store it cannot read for an empty one)."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
+def max_step(db: Path) -> int:
+    rows = query(db, "SELECT MAX(step) FROM steps")
+    return int(rows[0][0] or 0) if rows else 0
+
+
+class Running:
+    """cmd started with stdout and stderr in unnamed temporary files (a pipe nobody reads
+    while the test polls the store could fill up and block the run)."""
+
+    def __init__(self, cmd: list[str], cwd: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._files = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=self._files[0], stderr=self._files[1]
+        )
+
+    def output(self) -> tuple[str, str]:
+        """(stdout, stderr) once the process has ended (waits for it)."""
+        self.proc.wait()
+        texts = []
+        for f in self._files:
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return texts[0], texts[1]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        for f in self._files:
+            f.close()
+
+
+def kill_when(cmd: list[str], cwd: Path, ready: Callable[[], bool]) -> None:
+    """Run cmd; SIGKILL it as soon as `ready()` (polled every 2 ms) is true."""
+    run = Running(cmd, cwd)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready():
+            if run.proc.poll() is not None:
+                raise AssertionError(f"run ended before it was killed: {run.output()[1][-500:]}")
+            assert time.monotonic() < deadline, "run too slow"
+            time.sleep(0.002)
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait()
+    finally:
+        run.close()
+    assert run.proc.returncode == -signal.SIGKILL
+
+
+def kill_at_step(cmd: list[str], db: Path, at_step: int, cwd: Path) -> None:
+    """Run cmd; SIGKILL it as soon as the store holds step `at_step`."""
+    kill_when(cmd, cwd, lambda: max_step(db) >= at_step)
+
+
+@dataclass
+class Ended:
+    """How a process ended: killed after `elapsed` s, or exited with `returncode`."""
+
+    pid: int
+    killed: bool
+    returncode: int
+    elapsed: float
+    stdout: str
+    stderr: str
+
+
+def kill_after(cmd: list[str], cwd: Path, delay: float) -> Ended:
+    """Run cmd; SIGKILL it `delay` seconds after it started unless it ended before."""
+    run = Running(cmd, cwd)
+    try:
+        try:
+            run.proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            run.proc.send_signal(signal.SIGKILL)
+        out, err = run.output()
+        elapsed = time.monotonic() - run.t0
+    finally:
+        run.close()
+    rc = run.proc.returncode
+    return Ended(run.proc.pid, rc == -signal.SIGKILL, rc, elapsed, out, err)
+
+
+def run_json(cmd: list[str], cwd: Path) -> tuple[dict, Ended]:
+    """Run cmd (which prints --json) to its end; its JSON and how it ended."""
+    end = kill_after(cmd, cwd, 600.0)
+    assert end.returncode == 0, f"{' '.join(cmd[2:])} exited {end.returncode}: {end.stderr[-800:]}"
+    return json.loads(end.stdout), end
+
+
+def flash_steps(boards_dir: Path) -> dict[str, int | None]:
+    """Per emulated board (by id), the optimiser step count of the state it would boot with:
+    its main flash file, else the backup (None: neither is valid)."""
+    from insitu_node import persist
+
+    out: dict[str, int | None] = {}
+    if not boards_dir.is_dir():
+        return out
+    for d in sorted(boards_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
+        recs = [persist.unpack(f.read_bytes()) for f in (d / persist.MAIN, d / persist.BACKUP)
+                if f.exists()]  # fmt: skip
+        rec = next((r for r in recs if r is not None), None)
+        out[d.name] = None if rec is None else int(rec["opt"]["t"])
+    return out
