@@ -340,7 +340,7 @@ def _resume(args: argparse.Namespace) -> int:
     from insitu.cli.main import UserError
     from insitu.network.schema import parse_network
     from insitu.store import StoreError
-    from insitu.store.recorder import board_opt_state, find_checkpoint, resume_from
+    from insitu.store.recorder import board_checkpoint, find_checkpoint, resume_from
     from insitu.trainers import METHODS
     from insitu.trainers.common import TrainConfig
 
@@ -369,26 +369,27 @@ def _resume(args: argparse.Namespace) -> int:
             raise UserError(f"method {row['method']} cannot resume a run")
         job.run_id = rid
         job.connect(store.run_dir(rid) / "boards")
-        if job.on_rig:
-            states = job.rig.state()
-            k = job.rig.stiffness(states)
-            ckpt = find_checkpoint(store, rid, (k, board_opt_state(job.rig, states)))
+        if next(store.checkpoints(rid), None) is None:
+            ckpt = None  # killed before its first checkpoint: start again (no board saved)
+        elif job.on_rig:
+            ckpt = board_checkpoint(store, rid, job.rig)  # every board put back at it
         else:
             ckpt = find_checkpoint(store, rid)
     except StoreError as exc:
         raise UserError(str(exc))
     steps_per_epoch = -(-task.train.size // cfg.batch)
-    resume = resume_from(store, rid, ckpt, steps_per_epoch)
+    resume = None if ckpt is None else resume_from(store, rid, ckpt, steps_per_epoch)
     recorded = store.steps(rid)
     last = recorded[-1]["step"] if recorded else 0
+    start = 0 if ckpt is None else ckpt.step
     boots = {a: i.boots for a, i in job.rig.boards.items()} if job.rig is not None else {}
     store.set_status(rid, "running")
     store.add_event(
         rid,
         "resume",
-        {"from_step": ckpt.step, "redo_steps": max(0, last - ckpt.step), "pid": os.getpid(),
+        {"from_step": start, "redo_steps": max(0, last - start), "pid": os.getpid(),
          "boots": boots},
-        ckpt.step,
+        start,
     )  # fmt: skip
     result = job.execute(store, args.quiet, resume=resume, ckpt=ckpt)
     args.repeat, args.seed = 1, int(row["seed"])

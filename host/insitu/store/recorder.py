@@ -4,9 +4,10 @@
 events to a RunStore, one committed row at a time. A snapshot is taken after step 0 (the start),
 every ``snapshot_every`` steps and at every epoch's last step. For a rig-based run a snapshot is
 also a checkpoint on the boards: the store row is committed first, then every board is told to
-``save`` to its flash — so the boards' flash is never ahead of the store, and after a crash
-between the two the boards' state matches the previous checkpoint, which ``find_checkpoint``
-picks by comparing what the boards report with the stored snapshots.
+``save step=s`` to its flash — so the boards' flash is never ahead of the store. A node keeps
+its newest two checkpoints; after a crash between the row and the save, or in the middle of
+the save broadcast, every board still holds the previous checkpoint, which
+``board_checkpoint`` finds and puts every board back at.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Recorder(Callback):
             measurements=self.measurements, messages=self.messages,
         )  # fmt: skip
         if self.rig is not None:
-            self.rig.save()
+            self.rig.save(step)  # labelled: a board can `load step=` it back
 
     # ------------------------------------------------------------------ callback hooks
 
@@ -159,14 +160,17 @@ class Recorder(Callback):
             self.snapshot(info.step, info.epoch, info.k, info.opt)
 
     def on_epoch(self, record: EpochRecord) -> None:
-        self.store.add_epoch(
-            self.run, record.epoch, record.train_loss, record.test_loss,
-            record.train_accuracy, record.test_accuracy, self.measurements,
-        )  # fmt: skip
+        # the gradient check first, the epoch row last: a resume scores again (and checks
+        # again) every epoch whose row is missing, so a kill during the check loses nothing
+        measurements = self.measurements  # the epoch row counts the loadings before the check
         last = self.config.epochs if self.config is not None else -1
         wanted = {last if e == -1 else e for e in self.gradient_epochs}
         if self.lab is not None and record.epoch in wanted:
             self.gradient_check(record.epoch)
+        self.store.add_epoch(
+            self.run, record.epoch, record.train_loss, record.test_loss,
+            record.train_accuracy, record.test_accuracy, measurements,
+        )  # fmt: skip
 
     def on_end(self, result: Any) -> None:
         self._log_rig(self.step)
@@ -243,6 +247,16 @@ def history_until(store: RunStore, run: int, ckpt: Checkpoint, steps_per_epoch: 
     return tuple(out)
 
 
+def _same_state(c: Checkpoint, k: np.ndarray, opt: Mapping[str, Any]) -> bool:
+    """The boards' stiffness, Adam step count and first moments are the checkpoint's."""
+    return (
+        c.opt is not None
+        and np.array_equal(np.asarray(c.k), np.asarray(k))
+        and c.opt.get("t") == opt.get("t")
+        and np.array_equal(np.asarray(c.opt["m"]), np.asarray(opt["m"]))
+    )
+
+
 def find_checkpoint(
     store: RunStore, run: int, boards: tuple[np.ndarray, dict] | None = None
 ) -> Checkpoint:
@@ -255,17 +269,52 @@ def find_checkpoint(
         return ckpts[0]
     k, opt = boards
     for c in ckpts:
-        if not c.on_boards or c.opt is None:
-            continue
-        same_k = np.array_equal(np.asarray(c.k), np.asarray(k))
-        same_t = c.opt.get("t") == opt.get("t")
-        same_m = np.array_equal(np.asarray(c.opt["m"]), np.asarray(opt["m"]))
-        if same_k and same_t and same_m:
+        if c.on_boards and _same_state(c, k, opt):
             return c
     raise StoreError(
         f"the boards' flash matches no checkpoint of run {run} (they report Adam step "
         f"{opt.get('t')}; checkpoints at steps {', '.join(str(c.step) for c in ckpts[:5])}...)"
     )
+
+
+def _board_state(rig: Any) -> tuple[np.ndarray, dict]:
+    states = rig.state()
+    return rig.stiffness(states), board_opt_state(rig, states)
+
+
+def board_checkpoint(store: RunStore, run: int, rig: Any, tries: int = 3) -> Checkpoint:
+    """The checkpoint a run on boards continues from, every board put back at it.
+
+    The boards have booted from their flash. Usually all of them hold the same checkpoint —
+    the store's newest, or the one before if the host died between the row and the save —
+    and their state is returned as it is. A host killed in the middle of the ``save``
+    broadcast leaves some boards at the new checkpoint and the rest at the one before; every
+    board still holds that one (newest or backup), so: ``load step=`` the store's checkpoints,
+    newest first (``tries`` of them), until every board has it; check the boards' state is
+    the stored one; and ``save`` it again as every board's newest (same step: the backup is
+    kept), so that a kill during the resumed run finds all boards on it or the next one.
+    """
+    from insitu.rig.session import RigError
+
+    try:
+        return find_checkpoint(store, run, _board_state(rig))
+    except StoreError as exc:
+        mismatch = exc
+    ckpts = [c for c in store.checkpoints(run) if c.on_boards and c.opt is not None]
+    for c in ckpts[:tries]:
+        try:
+            rig.load(c.step)
+        except RigError:
+            continue  # some board does not hold it
+        k, opt = _board_state(rig)
+        if not _same_state(c, k, opt):
+            raise StoreError(
+                f"the boards' checkpoint {c.step} is not the one run {run} stored "
+                f"(Adam step {opt.get('t')}, stored {c.opt.get('t') if c.opt else None})"
+            )
+        rig.save(c.step)
+        return c
+    raise mismatch
 
 
 def resume_from(store: RunStore, run: int, ckpt: Checkpoint, steps_per_epoch: int) -> Resume:
