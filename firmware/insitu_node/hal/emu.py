@@ -6,10 +6,7 @@ In-process the bus is a Python object bound to the simulated world; in a MicroPy
 the module `emubus` on MICROPYPATH provides the same two functions.
 """
 
-from .actuators import Clamp, Force
-from .coil import VirtualSpring
 from .interfaces import Hal
-from .servo import Servo
 from .storage import MemStorage
 
 
@@ -35,10 +32,23 @@ class EmuSensor:
 
 
 def _sink(bus, device, channel):
-    def sink(v):
+    # defaults, not a closure: ~36 bytes of 32-bit heap per sink, not ~96 (a closure keeps a
+    # heap cell per variable); called with one argument, so the defaults are never replaced
+    def sink(v, bus=bus, device=device, channel=channel):
         bus.write(device, channel, v)
 
     return sink
+
+
+def _element(el, sink):
+    # drivers imported when a config uses them: a node holds the code of its own parts only
+    if el["type"] == "servo":
+        from .servo import Servo
+
+        return Servo(el["table"], sink)
+    from .coil import VirtualSpring
+
+    return VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink)
 
 
 def build(cfg, bus=None, storage=None, uid=None):
@@ -49,10 +59,10 @@ def build(cfg, bus=None, storage=None, uid=None):
         s = b["slot"]
         hal.strain.append(EmuSensor(bus, "strain", s))
         el = b["element"]
-        if el["type"] == "servo":
-            hal.element.append(Servo(el["table"], _sink(bus, "stiffness", s)))
-        else:
-            hal.element.append(VirtualSpring(el["cmd_per_n"], el["max_cmd"], _sink(bus, "coil", s)))
+        dev = "stiffness" if el["type"] == "servo" else "coil"
+        hal.element.append(_element(el, _sink(bus, dev, s)))
+    if cfg["force"] or cfg["clamp"]:
+        from .actuators import Clamp, Force
     for a in cfg["force"]:
         hal.force.append(Force(a["cmd_per_n"], a["max_n"], _sink(bus, "force", a["axis"])))
     for a in cfg["clamp"]:
