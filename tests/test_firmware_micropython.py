@@ -1,12 +1,15 @@
-"""Run the firmware cases and the heap probe under a real MicroPython interpreter."""
+"""Run the firmware cases and the heap probe under real MicroPython interpreters: the unix port
+(64-bit) and the same port built for WASI (32-bit, a board's object sizes)."""
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+
+from insitu.bench import firmware as bench
+from insitu.emulator import wasm32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,31 +50,51 @@ def test_cases_pass_under_micropython():
     assert lines[-1] == f"{len(want)} passed, 0 failed"
 
 
-def compile_tree(dst):
-    """Firmware + test fixtures as .mpy, as deployed (source compiled on-board needs far more
-    heap while compiling than the bytecode it produces)."""
-    mpy_cross = find_tool("mpy-cross")
-    srcs = [(os.path.join(ROOT, "firmware"), "insitu_node"), (FW_TESTS, "fw_fixtures.py")]
-    for base, rel in srcs:
-        top = os.path.join(base, rel)
-        files = [top] if top.endswith(".py") else [
-            os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs if f.endswith(".py")]
-        for f in files:
-            out = os.path.join(dst, os.path.relpath(f, base))[:-3] + ".mpy"
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            subprocess.run([mpy_cross, "-o", out, f], check=True, timeout=60)
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Firmware + probe as .mpy, as deployed (source compiled on-board needs far more heap
+    while compiling than the bytecode it produces); bench.probe writes config.json."""
+    d = tmp_path_factory.mktemp("fw")
+    bench.compile_tree(d)
+    return d
 
 
-def test_control_step_does_not_allocate_and_heap_is_small(tmp_path):
-    # The unix port is 64-bit (objects about twice a board's) and keeps the firmware's
-    # bytecode (~61 KB here, with fault detection and checkpoints) on the heap, so 64K does not
-    # fit code + node (104K leaves the room the config parse needs); a board freezes the
-    # code into flash (firmware/manifest.py). The node's own state is what must stay small.
-    compile_tree(str(tmp_path))
-    r = run_mp(os.path.join(FW_TESTS, "heap_probe.py"), heap="104K", path=str(tmp_path))
-    assert r.returncode == 0, r.stdout + r.stderr
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
-    print("heap probe:", rep)
-    assert rep["alloc_ticks"] == 0
-    assert rep["measure_completed"]
-    assert rep["node_bytes"] < 24 * 1024
+@pytest.mark.parametrize("interp, heap", [("wasm32", "64K"), ("unix64", "104K")])
+def test_control_step_does_not_allocate_and_heap_is_small(tree, interp, heap):
+    # The issue's node: 6 bonds, booted as a board boots it, code loaded from .mpy onto the
+    # heap. On the 32-bit interpreter code + node + the setup's garbage fit 64 KB (~1 KB to
+    # spare: docs/firmware.md); the 64-bit port's objects are about twice as big.
+    row = bench.probe(tree, 6, heap, interp)
+    print(f"heap probe {interp} at {heap}:", row)
+    assert "error" not in row, row
+    assert row["word_bits"] == (32 if interp == "wasm32" else 64)
+    assert row["alloc_ticks"] == 0 and row["ticks"] == 180
+    assert row["measure_completed"]
+    assert row["node_bytes"] < 24 * 1024
+    assert 0 < row["code_bytes"] and row["peak_bytes"] < row["heap_bytes"]
+
+
+def gc_script(deep):
+    """Collect at module level, refill the heap, then push 13 values (deep) or 1 on the module
+    frame's value stack; print whether the refill is intact."""
+    push = ", ".join(["x"] * (13 if deep else 1))
+    return (
+        "import gc\ngc.disable()\nx = [1]\ngc.collect()\n"
+        "y = [bytes(64) for _ in range(300)]\n"
+        f"z = [{push}]\n"
+        "print(all(b == bytes(64) for b in y), z[0])\n"
+    )
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_wasm32_collects_safely_only_from_a_small_frame(tmp_path, deep):
+    # Why heap_probe.py collects only at a shallow module level: a module frame of more than
+    # 11 words lives on the heap, referenced from wasm locals this build's collector cannot
+    # see; gc.collect() frees it, the refill reuses it and the next pushes corrupt the heap.
+    # If this starts passing for deep, the build scans its roots and the caveat can go.
+    (tmp_path / "gcframe.py").write_text(gc_script(deep))
+    r = wasm32.run(["-X", "heapsize=64K", str(tmp_path / "gcframe.py")])
+    right = r.returncode == 0 and r.stdout == "True [1]\n"
+    assert right != deep, r
+    if deep:
+        assert r.returncode == wasm32.TRAPPED or r.stdout.startswith("False"), r

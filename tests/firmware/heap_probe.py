@@ -1,98 +1,180 @@
-"""Heap held by a 6-bond node and proof that its control step does not allocate.
+"""Heap held by a node booted as a board boots it, and proof that its control step does not
+allocate.
 
-    micropython -X heapsize=64K tests/firmware/heap_probe.py   (MICROPYPATH=firmware:tests/firmware)
+    micropython -X heapsize=64K -m heap_probe
+    MICROPYPATH = one directory: the firmware as .mpy, this probe (.mpy) and config.json
 
-Prints one JSON line: bytes held by the imported firmware code, by the node's own state, and
-how many control ticks allocated under micropython.heap_lock() (must be 0). Every bond is a
-virtual spring (the loop that runs every tick) and the node has force, clamp and displacement.
+Boots the node the way app.setup.make_node does on a board (boots.txt, config.json read as
+text, load_text, build_hal, Node) on the emulated HAL, the bus being a stub whose read/write
+never allocate; then 90 control ticks under micropython.heap_lock() (idle, a measurement's
+settle and sampling, after it), twice. Prints one line, a Python tuple: gc.mem_alloc() at
+each mark, the ticks that allocated (must be 0), whether both measurements replied ok, the
+free and the used heap, the word size in bits and the MicroPython version; probe_result() in
+host/insitu/bench/firmware.py turns it into bytes held by the code and by the node and the
+peak of each setup stage.
+
+Automatic garbage collection is off: the 32-bit WASI build of MicroPython cannot collect
+safely inside nested calls (host/insitu/emulator/wasm32.py). The probe collects only here at
+module level, after each stage (one module import, one step of the boot), so a stage's peak is
+what it holds plus all it allocated: a board's collector, which runs whenever an allocation
+fails, needs no more. The module-level frame must stay within 11 words so MicroPython keeps
+it on the C stack, which the collector scans: keep every statement here shallow (no try, no
+deep expressions) and put the rest in functions. Before the second run of ticks every free
+block is filled with 0xAA: an object freed while in use would be overwritten, and the run would
+trap or fail its checks. Everything here stays on the heap while the node runs, so the probe is
+kept small (the host does the arithmetic).
 """
 
 import gc
-import json
-import sys
 
-import micropython
+gc.disable()
+import sys  # noqa: E402
 
-N_BONDS = 6
+import micropython  # noqa: E402
+
+M = {}  # mark -> gc.mem_alloc(); a stage's peak is the largest value seen before collecting
+
+
+def mark(k):
+    M[k] = max(M.get(k, 0), gc.mem_alloc())
+
+
 gc.collect()
-m0 = gc.mem_alloc()
+mark("start")
+# the firmware in dependency order, each import's loader garbage collected on its own; the
+# drivers are those of this config (virtual springs, force, clamp). Full names: they are the
+# qstrs the imports intern anyway.
+for name in (
+    "insitu_node.compat",
+    "insitu_node.protocol.codec",
+    "insitu_node.protocol.messages",
+    "insitu_node.protocol.validate",
+    "insitu_node.learning.bounds",
+    "insitu_node.learning.convention",
+    "insitu_node.learning.optim",
+    "insitu_node.learning.rules",
+    "insitu_node.learning.spsa",
+    "insitu_node.sampling",
+    "insitu_node.health",
+    "insitu_node.persist",
+    "insitu_node.node",
+    "insitu_node.config",
+    "insitu_node.hal.interfaces",
+    "insitu_node.hal.storage",
+    "insitu_node.app.setup",
+    "insitu_node.hal.emu",
+    "insitu_node.hal.coil",
+    "insitu_node.hal.actuators",
+):
+    __import__(name)
+    mark("import")
+    gc.collect()
+mark("code")
 
-from insitu_node import config as _config  # noqa: E402,F401  (imported by emulated())
+from insitu_node import persist  # noqa: E402
+from insitu_node.app.setup import CONFIG, build_hal  # noqa: E402
 from insitu_node.compat import ticks_add  # noqa: E402
-from insitu_node.hal import emu as _emu  # noqa: E402,F401
-from insitu_node.node import emulated  # noqa: E402
-from insitu_node.protocol import codec  # noqa: E402
-
-gc.collect()
-m1 = gc.mem_alloc()
-import fw_fixtures  # noqa: E402
-
-RAW = fw_fixtures.config(N_BONDS, coil=True, force=1, clamp=1, disp=1)
-del fw_fixtures
-sys.modules.pop("fw_fixtures", None)
-gc.collect()
-m_raw = gc.mem_alloc()
+from insitu_node.config import load_text  # noqa: E402
+from insitu_node.hal.storage import FileStorage  # noqa: E402
+from insitu_node.node import Node  # noqa: E402
+from insitu_node.protocol.codec import decode, encode  # noqa: E402
 
 
-class ProbeBus:
-    """A world stub whose read/write never allocate (preallocated lists, int values)."""
+class Bus:
+    """The world stub (`emubus`): preallocated lists and int values, no "ready" device."""
 
     def __init__(self):
         self.strain = [100000 + 1000 * s for s in range(16)]
-        self.disp = [2000] * 8
         self.out = [0] * 16
 
     def read(self, device, channel):
         if device == "strain":
             return self.strain[channel]
         if device == "disp":
-            return self.disp[channel]
+            return 2000
         raise KeyError(device)  # no "ready" device: a fresh sample every tick
 
     def write(self, device, channel, value):
         self.out[channel] = value
 
 
-bus = ProbeBus()
-node = emulated(RAW, bus)
-del RAW
+def lines():
+    """The two measure requests, framed as the host sends them (to node "n1")."""
+    a = {"phase": "forward", "n": 8, "settle_ms": 50}
+    return [encode(1, "n1", "measure", a), encode(2, "n1", "measure", a)]
+
+
+sys.modules["emubus"] = Bus()  # emu.build imports the bus as the module `emubus`
+storage = FileStorage(__file__.rpartition("/")[0])  # config.json is beside the probe
+LINES = lines()  # the host's side: framed here, not counted in a stage of the node
 gc.collect()
-m2 = gc.mem_alloc() - (m_raw - m1)  # the raw config dict is freed below; don't count it
+mark("bus")
+
+# app.setup.make_node, one step at a time
+boots = persist.bump_boots(storage)
+mark("boots")
+gc.collect()
+cfg, h = load_text(storage.read(CONFIG).decode())
+mark("config")
+gc.collect()
+hal = build_hal(cfg, storage)
+mark("hal")
+gc.collect()
+node = Node(cfg, hal, h, boots, None)
+mark("node_peak")
+del cfg, hal, h, boots, storage
+gc.collect()
+mark("node")
 
 
-
-def run(t, n):
-    allocs = 0
-    for _ in range(n):
+def cycle(t, line):
+    """50 idle ticks, a measurement (settle, sampling, done), 20 ticks after it: the ticks
+    that allocated. Whether the measurement completed, and its reply, go to R."""
+    n = 0
+    for i in range(90):
+        if i == 50:
+            node.handle_line(line)
+        if i == 70:  # settled, sampled, DONE: the reply is built by service()
+            R.append(node.pending)
+            R.append(node.service())
         t = ticks_add(t, 10)
         micropython.heap_lock()
         try:
             node.tick(t)
         except MemoryError:
-            allocs += 1
+            n += 1
         micropython.heap_unlock()
-    return t, allocs
+    mark("measure")
+    return n
 
 
-t, a_idle = run(0, 50)
-node.handle_line(codec.encode(1, "n1", "measure", {"phase": "forward", "n": 8, "settle_ms": 50}))
+def poison():
+    """Every free block filled with 0xAA (garbage until the next collection)."""
+    n = 16384
+    while n:
+        try:
+            b"\xaa" * n
+        except MemoryError:
+            n >>= 1
+
+
+R = [0]  # ticks that allocated, then (pending, replies) of each measurement
+R[0] = cycle(0, LINES[0])
 gc.collect()
-t, a_meas = run(t, 20)  # settle, then sampling, then DONE (reply built later by service())
-done = node.pending
-replies = node.service()
-t, a_after = run(t, 20)
+mark("after")
+poison()
 gc.collect()
-m3 = gc.mem_alloc()
-print(json.dumps({
-    "bonds": N_BONDS,
-    "code_bytes": m1 - m0,
-    "node_bytes": m2 - m1,
-    "raw_config_bytes": m_raw - m1,
-    "held_bytes": m2 - m0,
-    "held_after_measure_bytes": m3 - m0,
-    "ticks": 90,
-    "alloc_ticks": a_idle + a_meas + a_after,
-    "measure_completed": bool(done and replies and codec.decode(replies[0]).op == "ok"),
-    "free_bytes": gc.mem_free(),
-    "impl": sys.implementation.name,
-}))
+R[0] += cycle(900, LINES[1])
+gc.collect()
+
+
+def report():
+    ok = len(R) == 5 and R[1] and R[3]
+    if ok:  # replies decoded only now: not part of a measurement stage's peak
+        for r in (R[2], R[4]):
+            ok = ok and len(r) == 1 and decode(r[0]).op == "ok"
+    print((M, R[0], ok, gc.mem_free(), gc.mem_alloc(), 64 if sys.maxsize > 2**31 else 32,
+           sys.implementation.version[:3]))
+
+
+report()
