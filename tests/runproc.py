@@ -71,28 +71,6 @@ class Running:
             f.close()
 
 
-def kill_when(cmd: list[str], cwd: Path, ready: Callable[[], bool]) -> None:
-    """Run cmd; SIGKILL it as soon as `ready()` (polled every 2 ms) is true."""
-    run = Running(cmd, cwd)
-    try:
-        deadline = time.monotonic() + 120
-        while not ready():
-            if run.proc.poll() is not None:
-                raise AssertionError(f"run ended before it was killed: {run.output()[1][-500:]}")
-            assert time.monotonic() < deadline, "run too slow"
-            time.sleep(0.002)
-        run.proc.send_signal(signal.SIGKILL)
-        run.proc.wait()
-    finally:
-        run.close()
-    assert run.proc.returncode == -signal.SIGKILL
-
-
-def kill_at_step(cmd: list[str], db: Path, at_step: int, cwd: Path) -> None:
-    """Run cmd; SIGKILL it as soon as the store holds step `at_step`."""
-    kill_when(cmd, cwd, lambda: max_step(db) >= at_step)
-
-
 @dataclass
 class Ended:
     """How a process ended: killed after `elapsed` s, or exited with `returncode`."""
@@ -105,14 +83,21 @@ class Ended:
     stderr: str
 
 
-def kill_after(cmd: list[str], cwd: Path, delay: float) -> Ended:
-    """Run cmd; SIGKILL it `delay` seconds after it started unless it ended before."""
+def kill_when(
+    cmd: list[str], cwd: Path, ready: Callable[[float], bool], then: float = 0.0
+) -> Ended:
+    """Run cmd; SIGKILL it `then` s after `ready(seconds since start)` (polled every 2 ms)
+    first holds, unless it ends before."""
     run = Running(cmd, cwd)
     try:
-        try:
-            run.proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            run.proc.send_signal(signal.SIGKILL)
+        deadline = run.t0 + 300
+        while run.proc.poll() is None:
+            if ready(time.monotonic() - run.t0):
+                time.sleep(then)
+                run.proc.send_signal(signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "run too slow"
+            time.sleep(0.002)
         out, err = run.output()
         elapsed = time.monotonic() - run.t0
     finally:
@@ -121,9 +106,25 @@ def kill_after(cmd: list[str], cwd: Path, delay: float) -> Ended:
     return Ended(run.proc.pid, rc == -signal.SIGKILL, rc, elapsed, out, err)
 
 
+def kill_after(cmd: list[str], cwd: Path, delay: float) -> Ended:
+    """Run cmd; SIGKILL it `delay` seconds after it started unless it ended before."""
+    return kill_when(cmd, cwd, lambda t: t >= delay)
+
+
+def killed_when(cmd: list[str], cwd: Path, ready: Callable[[float], bool]) -> None:
+    """kill_when, and the process must have been killed (not ended on its own)."""
+    end = kill_when(cmd, cwd, ready)
+    assert end.killed, f"run ended before it was killed: {end.stderr[-500:]}"
+
+
+def kill_at_step(cmd: list[str], db: Path, at_step: int, cwd: Path) -> None:
+    """Run cmd; SIGKILL it as soon as the store holds step `at_step`."""
+    killed_when(cmd, cwd, lambda _: max_step(db) >= at_step)
+
+
 def run_json(cmd: list[str], cwd: Path) -> tuple[dict, Ended]:
     """Run cmd (which prints --json) to its end; its JSON and how it ended."""
-    end = kill_after(cmd, cwd, 600.0)
+    end = kill_after(cmd, cwd, 300.0)
     assert end.returncode == 0, f"{' '.join(cmd[2:])} exited {end.returncode}: {end.stderr[-800:]}"
     return json.loads(end.stdout), end
 

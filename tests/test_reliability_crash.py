@@ -17,13 +17,24 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LI_MAO
-from runproc import INSITU, flash_steps, kill_after, kill_at_step, kill_when, query, run_json
+from runproc import (
+    INSITU,
+    Ended,
+    flash_steps,
+    kill_after,
+    kill_at_step,
+    kill_when,
+    killed_when,
+    query,
+    run_json,
+)
 
 from insitu.store import RunStore
 
@@ -55,8 +66,8 @@ class Landed:
             if self.run
             else "no run row yet"
         )
-        at = sorted({str(v) for v in self.flash.values()})
-        flash = f"; boards' flash at step {'/'.join(at)}" if self.flash else ""
+        at = sorted(set(self.flash.values()), key=lambda v: -1 if v is None else v)
+        flash = f"; boards' flash at step {'/'.join(map(str, at))}" if self.flash else ""
         return f"{who} pid {self.pid} killed after {self.elapsed:5.2f} s: {where}{flash}"
 
 
@@ -114,25 +125,52 @@ class Timing:
         return f"{self.startup:.2f} s to its first checkpoint, {self.left[0]:.2f} s more to the end"
 
 
+# how to kill one process: (command, random stream) -> how it ended
+Kill = Callable[[list[str], random.Random], Ended]
+
+
+def at_random(db: Path, timing: Timing, cwd: Path) -> Kill:
+    """SIGKILL at a random moment in the first 90 % of the process's expected life."""
+
+    def kill(cmd: list[str], rng: random.Random) -> Ended:
+        ckpt = query(db, "SELECT MAX(step) FROM snapshots WHERE run = 1")
+        life = timing.remaining(int(ckpt[0][0] or 0) if ckpt else 0)
+        return kill_after(cmd, cwd, rng.uniform(0.0, 0.9 * life))
+
+    return kill
+
+
+def in_a_save(db: Path, cwd: Path) -> Kill:
+    """SIGKILL 0–4 ms after the process commits a new snapshot row: while it broadcasts
+    `save` to the boards (~3 ms for 14 in-process boards)."""
+
+    def kill(cmd: list[str], rng: random.Random) -> Ended:
+        rows = query(db, "SELECT MAX(step) FROM snapshots WHERE run = 1")
+        before = rows[0][0] if rows and rows[0][0] is not None else -1
+
+        def saving(_: float) -> bool:
+            now = query(db, "SELECT MAX(step) FROM snapshots WHERE run = 1")
+            return bool(now) and now[0][0] is not None and now[0][0] > before
+
+        return kill_when(cmd, cwd, saving, then=rng.uniform(0.0, 0.004))
+
+    return kill
+
+
 def crash_repeatedly(
-    train: list[str], db: Path, kills: int, timing: Timing, seed: int, cwd: Path
+    train: list[str], db: Path, kills: int, kill: Kill, seed: int, cwd: Path
 ) -> Crashes:
-    """Run `train` (run 1 of store `db`, with --json) and SIGKILL it `kills` times, each at a
-    random moment in the first 90 % of the process's expected life; after a kill, `--resume 1`
-    (or `train` again when the run row was not written yet); then one `--resume 1` to the end.
-    A process that finishes the run before its kill comes ends the series early."""
+    """Run `train` (run 1 of store `db`, with --json) and `kill` it `kills` times; after a
+    kill, `--resume 1` (or `train` again when the run row was not written yet), killed the
+    same way; then one `--resume 1` to the end. A process that finishes the run before its
+    kill comes ends the series early."""
     rng = random.Random(seed)
     resume = [*INSITU, "train", "--resume", "1", "--store", str(db), "--json", "--quiet"]
     got = Crashes(seed, [], [], None, None)
     while _status(db) != "finished":
         resumed = _status(db) is not None
         cmd = resume if resumed else train
-        if len(got.landed) < kills:
-            ckpt = query(db, "SELECT MAX(step) FROM snapshots WHERE run = 1")
-            life = timing.remaining(int(ckpt[0][0] or 0) if ckpt else 0)
-            end = kill_after(cmd, cwd, rng.uniform(0.0, 0.9 * life))
-        else:
-            end = run_json(cmd, cwd)[1]
+        end = kill(cmd, rng) if len(got.landed) < kills else run_json(cmd, cwd)[1]
         if resumed:
             got.resumes.append(end.pid)
         if end.killed:
@@ -241,7 +279,8 @@ def test_insitu_ideal_killed_at_random_points_resumes_to_the_clean_result(tmp_pa
     """4 kills of the in-situ run on emulated ideal boards."""
     db = tmp_path / "s.sqlite"
     train = [*INSITU, *insitu_clean.args, "--store", str(db), "--quiet", "--json"]
-    got = crash_repeatedly(train, db, 4, insitu_clean.timing, _seed(), tmp_path)
+    kill = at_random(db, insitu_clean.timing, tmp_path)
+    got = crash_repeatedly(train, db, 4, kill, _seed(), tmp_path)
     print(f"\n{got.report('in situ, ideal boards')}\n  clean run {insitu_clean.timing}")
     check(got, db, insitu_clean)
     check_gradients(db)
@@ -260,7 +299,7 @@ def test_insilico_killed_at_random_points_resumes_to_the_clean_result(tmp_path):
     clean = clean_run(args, tmp_path / "clean", 7 * 400)
     db = tmp_path / "s.sqlite"
     train = [*INSITU, *args, "--store", str(db), "--quiet", "--json"]
-    got = crash_repeatedly(train, db, 5, clean.timing, _seed(), tmp_path)
+    got = crash_repeatedly(train, db, 5, at_random(db, clean.timing, tmp_path), _seed(), tmp_path)
     print(f"\n{got.report('in silico')}\n  clean run {clean.timing}")
     check(got, db, clean)
 
@@ -284,6 +323,18 @@ def test_insitu_resumes_when_a_kill_split_the_boards_save(tmp_path, insitu_clean
     assert _resume_event(db)["from_step"] == min(split.values())  # the one all boards held
 
 
+def test_insitu_killed_in_its_saves_resumes_to_the_clean_result(tmp_path, insitu_clean):
+    """3 kills aimed at the `save` broadcast that follows a snapshot row (each resumed
+    process is killed in its first new save): most split the boards' flash."""
+    db = tmp_path / "s.sqlite"
+    train = [*INSITU, *insitu_clean.args, "--store", str(db), "--quiet", "--json"]
+    got = crash_repeatedly(train, db, 3, in_a_save(db, tmp_path), _seed(), tmp_path)
+    split = sum(len(set(ld.flash.values())) > 1 for ld in got.landed)
+    print(f"\n{got.report('in situ, kills in saves')}\n  {split} left the boards split")
+    check(got, db, insitu_clean)
+    check_gradients(db)
+
+
 KILL_WHEN = {
     # while the boards connect and tare, before the step-0 checkpoint: the run starts again
     "run row written": "SELECT id FROM runs",
@@ -297,7 +348,7 @@ def test_insitu_killed_at_a_chosen_point_resumes_to_the_clean_result(tmp_path, i
     """Killed as soon as the store holds a chosen row (polled every 2 ms), then resumed."""
     db = tmp_path / "s.sqlite"
     cmd = [*INSITU, *insitu_clean.args, "--store", str(db), "--quiet"]
-    kill_when(cmd, tmp_path, lambda: bool(query(db, KILL_WHEN[when])))
+    killed_when(cmd, tmp_path, lambda _: bool(query(db, KILL_WHEN[when])))
     ckpts = [r[0] for r in query(db, "SELECT step FROM snapshots")]
     grads = query(db, "SELECT DISTINCT epoch FROM gradients")
     print(f"\nkilled when {when}: checkpoints {ckpts}, gradient checks {grads}")
