@@ -369,11 +369,8 @@ def _resume(args: argparse.Namespace) -> int:
             raise UserError(f"method {row['method']} cannot resume a run")
         job.run_id = rid
         job.connect(store.run_dir(rid) / "boards")
-        newest = next(store.checkpoints(rid), None)
-        if newest is None or newest.step == 0:
-            # killed before the first step (maybe in the middle of the first save, some
-            # boards with nothing on flash): start again, tare and all
-            ckpt = None
+        if next(store.checkpoints(rid), None) is None:
+            ckpt = None  # killed before its first checkpoint: start again (no board saved)
         elif job.on_rig:
             ckpt = board_checkpoint(store, rid, job.rig)  # every board put back at it
         else:

@@ -283,23 +283,34 @@ def _board_state(rig: Any) -> tuple[np.ndarray, dict]:
 
 
 def board_checkpoint(store: RunStore, run: int, rig: Any, tries: int = 3) -> Checkpoint:
-    """The checkpoint a run on boards continues from, every board put back at it.
+    """The checkpoint a run on boards continues from, every board put back at it and holding
+    it as its newest checkpoint on flash.
 
-    The boards have booted from their flash. Usually all of them hold the same checkpoint —
-    the store's newest, or the one before if the host died between the row and the save —
-    and their state is returned as it is. A host killed in the middle of the ``save``
-    broadcast leaves some boards at the new checkpoint and the rest at the one before; every
-    board still holds that one (newest or backup), so: ``load step=`` the store's checkpoints,
-    newest first (``tries`` of them), until every board has it; check the boards' state is
-    the stored one; and ``save`` it again as every board's newest (same step: the backup is
-    kept), so that a kill during the resumed run finds all boards on it or the next one.
+    Usually all boards are on the same checkpoint already: emulated boards booted from their
+    flash (the store's newest checkpoint, or the one before if the host died between the row
+    and the save), or boards that stayed powered and are still at it. Otherwise — the host
+    died in the middle of the ``save`` broadcast (some boards at the new checkpoint, the rest
+    at the one before), or in a step, with powered boards ahead of their flash — every board
+    is told to ``load step=`` the store's checkpoints, newest first (``tries`` of them), until
+    all of them have it (a node keeps its last two), and their state is checked against it.
+    Then every board saves it again (same label: the backup is kept; a board whose flash was
+    behind, or empty after a kill in the first save, catches up), so that a kill later finds
+    every board holding it or the next one.
     """
+    try:
+        found = find_checkpoint(store, run, _board_state(rig))
+    except StoreError as exc:
+        found = _load_checkpoint(store, run, rig, tries, exc)
+    rig.save(found.step)
+    return found
+
+
+def _load_checkpoint(
+    store: RunStore, run: int, rig: Any, tries: int, mismatch: StoreError
+) -> Checkpoint:
+    """The newest of the store's last `tries` checkpoints every board can `load`."""
     from insitu.rig.session import RigError
 
-    try:
-        return find_checkpoint(store, run, _board_state(rig))
-    except StoreError as exc:
-        mismatch = exc
     ckpts = [c for c in store.checkpoints(run) if c.on_boards and c.opt is not None]
     for c in ckpts[:tries]:
         try:
@@ -312,7 +323,6 @@ def board_checkpoint(store: RunStore, run: int, rig: Any, tries: int = 3) -> Che
                 f"the boards' checkpoint {c.step} is not the one run {run} stored "
                 f"(Adam step {opt.get('t')}, stored {c.opt.get('t') if c.opt else None})"
             )
-        rig.save(c.step)
         return c
     raise mismatch
 

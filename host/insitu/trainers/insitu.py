@@ -161,7 +161,9 @@ def train(
 
     ``resume`` continues a run after ``resume.step`` steps on boards that booted from the
     flash they saved at that checkpoint (stiffness, strain offsets, optimiser moments and step
-    count): no tare, no optimiser reset, and the batch order replayed to that step.
+    count): no tare, no optimiser reset, and the batch order replayed to that step. At step 0
+    the boards are tared again (a host killed in the middle of the first save leaves some
+    boards with nothing on flash).
 
     ``checkpoints``: every board saves its state as checkpoint ``step`` after every update (and
     again after a re-tare); when a step fails — a board rebooted (boot count), a reply never
@@ -178,15 +180,14 @@ def train(
             tare_every=1 if real else 0,
         )
     io = net.io_set(task.io)
-    done = 0
-    if resume is None:
+    done = 0 if resume is None else resume.step
+    if done == 0:  # resumed at step 0 too: a kill in the first save leaves boards unsaved
         rig.tare(settle_ms=phases.settle_ms, n=phases.n)
         rig.reset(opt=True)
     else:  # offsets and moments came back from flash; forget only what was in flight
         rig.forces_off()
         rig.release()
         rig.reset()
-        done = resume.step
     k = rig.stiffness()
     rng = np.random.default_rng([config.seed, 0x1A5])  # as insilico.train: same batches
     result = InSituResult(METHOD, task.name, config, k.copy(), k.copy())
