@@ -43,8 +43,6 @@ def _rig(net: Network, profile: str, seed: int = 0) -> tuple[InProcessLab, Rig]:
 def test_every_working_element_responds(net, profile):
     """No false alarm: on healthy boards every bond's element is judged and responds."""
     lab, rig = _rig(net, profile)
-    if profile != "ideal":
-        rig.tare(settle_ms=2000, n=4)
     report = check_elements(rig)
     print("\n" + "\n".join(report.lines()))
     assert report.stuck == [] and report.unloaded == []
@@ -58,7 +56,6 @@ def test_every_working_element_responds(net, profile):
 
 def test_stuck_element_found_frozen_and_training_goes_on(net):
     lab, rig = _rig(net, "realistic")
-    rig.tare(settle_ms=2000, n=4)
     bd = next(b for b in net.boards if len(b.bonds) >= 2)
     bond = bd.bonds[1]
     faults.stuck_element(lab.world, bd.id, 1)
@@ -113,3 +110,21 @@ def test_check_command(net, capsys):
                       (["--force", "-1"], "--force must be > 0")):
         assert main([*argv, *bad]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_train_checks_elements_first_and_logs_the_report(tmp_path, capsys):
+    from insitu.store import RunStore
+
+    db = tmp_path / "s.sqlite"
+    argv = ["train", str(LI_MAO), "--task", "iris", "--method", "insitu", "--profile", "ideal",
+            "--epochs", "1", "--gradient-epochs", "", "--check-elements", "--store", str(db),
+            "--json", "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with RunStore(db) as st:
+        events = [e for e in st.events(1) if e["kind"] == "elements"]
+        assert st.run(1)["config"]["check_elements"] is True
+    assert len(events) == 1 and len(events[0]["detail"]["ok"]) == 28
+    assert events[0]["detail"]["stuck"] == []
+    assert main(["train", str(LI_MAO), "--task", "iris", "--check-elements", "--no-store"]) == 2
+    assert "drop --check-elements" in capsys.readouterr().err

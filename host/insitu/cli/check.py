@@ -74,8 +74,6 @@ def _rig(args: argparse.Namespace, net: Any) -> Any:
         except IndexError as exc:
             rig.close()
             raise UserError(f"--stuck {board}:{slot}: {exc}") from None
-    if args.profile != "ideal":  # zero the gauges as a bench session would first
-        rig.tare(settle_ms=int(round(10 * net.relaxation_time * 1000)), n=4)
     return rig
 
 

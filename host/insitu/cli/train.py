@@ -72,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(insitu calibrate; hardware/README.md)",
     )
     p.add_argument(
+        "--check-elements",
+        action="store_true",
+        help="boards: self-test every stiffness element before training (and on resume); "
+        "a stuck one is reported, logged and its bond frozen (insitu check)",
+    )
+    p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
     )
     p.add_argument(
@@ -210,18 +216,17 @@ class _Job:
 
         if self.on_rig and self.settings.get("ports"):
             from insitu.cli.main import UserError
-            from insitu.links import LinkError, SerialLink
-            from insitu.rig import Rig, RigError
+            from insitu.deploy.flash import FlashError
+            from insitu.links import LinkError
+            from insitu.rig import RigError
+            from insitu.rig.lab import port_rig
 
-            links = []
-            try:
-                for port in self.settings["ports"]:
-                    links.append(SerialLink(port))
-                self.rig = Rig(self.net, links, configs=self.port_configs(), timeout=2.0)
-                self.rig.connect()  # refuses a missing board, other firmware, other config
-            except (LinkError, RigError) as exc:
-                for ln in links:
-                    ln.close()
+            try:  # refuses a missing board, other firmware, other config
+                self.rig = port_rig(
+                    self.net, self.settings["ports"], self.settings.get("family"),
+                    self.settings.get("pins"), profile=self.profile,
+                )  # fmt: skip
+            except (FlashError, ValueError, LinkError, RigError) as exc:
                 raise UserError(str(exc))
             return
         if self.on_rig:
@@ -237,9 +242,30 @@ class _Job:
                 phases = probe_phases(self.net, self.profile)
                 calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
 
+    def check_elements(self, store: Any, quiet: bool, resumed: bool) -> None:
+        """--check-elements: the stiffness elements' self-test before training (again on
+        resume: a rebooted node forgets its latched faults). Stuck ones are frozen by their
+        nodes; the report goes to stderr and the run store. A fresh run tares first; a resumed
+        one keeps the strain offsets its checkpoint restored."""
+        from insitu.cli.main import UserError
+        from insitu.rig import RigError
+        from insitu.rig.selftest import check_elements
+
+        try:
+            report = check_elements(self.rig, tare=not resumed)
+        except RigError as exc:
+            raise UserError(f"element check: {exc}")
+        if store is not None:
+            store.add_event(self.run_id, "elements", report.as_dict())
+        if not quiet or report.stuck:
+            print("\n".join(report.lines()), file=sys.stderr, flush=True)
+
     def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
         from insitu.cli.progress import Progress
         from insitu.store.recorder import Recorder, mark_failed, probe_phases
+
+        if self.on_rig and self.settings.get("check_elements"):
+            self.check_elements(store, quiet, resumed=ckpt is not None)
 
         steps = -(-self.task.train.size // self.cfg.batch)
         callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
@@ -302,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
         "period_ms": PERIOD_MS,
         "network_file": str(Path(args.network).resolve()),
         "calibrate": bool(args.calibrate),
+        "check_elements": bool(args.check_elements),
     }
     if args.calibrate and args.port:
         raise UserError("--calibrate runs on emulated boards; for boards on ports run "
@@ -319,6 +346,9 @@ def run(args: argparse.Namespace) -> int:
         flash = None
         if args.port and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; drop --port")
+        if args.check_elements and not job.on_rig:
+            raise UserError(f"--method {args.method} does not train on boards; "
+                            "drop --check-elements")  # fmt: skip
         if store is not None:
             if args.port:
                 from insitu.deploy.nodeconfig import expected_hash

@@ -16,14 +16,16 @@ def port_rig(
     family: str | None = None,
     pins: str | None = None,
     timeout: float = 2.0,
+    profile: str | None = None,
 ) -> Rig:
     """A connected Rig over boards on these serial ports, flashed with ``family``/``pins``
-    (their configs are generated the way `insitu flash` deployed them). Raises FlashError,
+    (their configs are generated the way `insitu flash` deployed them, for ``profile``'s
+    phase timing if given). Raises FlashError,
     LinkError or RigError with a one-line message; no link is left open on failure."""
     from insitu.deploy.flash import deploy_configs
     from insitu.links import SerialLink
 
-    configs = deploy_configs(network, family=family, pins=pins)
+    configs = deploy_configs(network, family=family, pins=pins, profile=profile)
     links = []
     try:
         links = [SerialLink(port) for port in ports]

@@ -134,12 +134,16 @@ def check_elements(
     n: int = 4,
     bonds: Sequence[int] | None = None,
     e_min: float = DEFAULT_E_MIN,
+    tare: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> ElementReport:
     """Check the stiffness elements of ``bonds`` (default: every tunable bond), one at a time.
 
     ``settle_ms`` after each stiffness change must cover the element's travel and the
-    network's relaxation (default: 10 τ + 0.5 s). Leaves forces off and clamps released.
+    network's relaxation (default: 10 τ + 0.5 s). ``tare`` first zeroes the strain gauges
+    unloaded (the verdict compares |e|, so an offset as large as e could flip it); pass False
+    only when the offsets are known good (e.g. restored from a checkpoint). Leaves forces off
+    and clamps released.
     A stuck element's bond is frozen by its node and named in ``rig.fault_report()``.
     """
     net = rig.network
@@ -156,8 +160,11 @@ def check_elements(
     best, _ = best_ports(net, k, ports)
     owner = {b: bd for bd in net.boards for b in bd.bonds}
     report = ElementReport(net)
-    rig.forces_off()
-    rig.release()
+    if tare:  # forces off, clamps released, settle, zero
+        rig.tare(settle_ms=int(round(10 * net.relaxation_time * 1000)), n=n)
+    else:
+        rig.forces_off()
+        rig.release()
     groups: dict[int, list[int]] = {}
     for b in todo:
         bd = owner[b]
