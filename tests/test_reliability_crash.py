@@ -390,3 +390,51 @@ def test_boards_that_stay_powered_resume_after_a_host_kill(tmp_path):
     resumed = _resume_event(db)
     assert set(resumed["boots"].values()) == {1}  # nobody rebooted: the boards were rolled back
     assert resumed["from_step"] == ckpt
+
+
+def test_board_power_cycled_mid_run_recovers_in_place(tmp_path):
+    """Node reboot under `insitu train` (issue 7 part 3, from the command line): a board on a
+    serial port loses power in the middle of the run; the host notices (boot count, or a reply
+    that never comes), takes every board back to the run's last checkpoint and trains on in the
+    same process (--recover). The run ends as an uninterrupted one: same steps, same scores,
+    same final stiffness."""
+    from runproc import Running, max_step
+
+    from insitu.emulator.mplab import MicroPythonLab
+    from insitu.network.schema import load_network
+
+    args = ["train", str(LI_MAO), "--task", "behaviour", "--epochs", "10", "--seed", "1"]
+    args += ["--method", "insitu", "--profile", "ideal", "--gradient-epochs", ""]
+    (tmp_path / "clean").mkdir()
+    clean = clean_run(args, tmp_path / "clean", 10)
+    rng = random.Random(_seed())
+    at, later = rng.randint(2, 8), rng.uniform(0.0, 0.3)  # lands in a step, score or save
+    db = tmp_path / "s.sqlite"
+    with MicroPythonLab(load_network(LI_MAO), "ideal") as lab:
+        ports = [a for p in lab.ports().values() for a in ("--port", p)]
+        run = Running([*INSITU, *args, "--family", "emu", *ports, "--store", str(db), "--json",
+                       "--quiet"], tmp_path)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while max_step(db) < at and run.proc.poll() is None:
+                assert time.monotonic() < deadline, "run too slow"
+                time.sleep(0.002)
+            time.sleep(later)
+            lab.boards[2].power_cycle()
+            out, err = run.output()
+        finally:
+            run.close()
+    assert run.proc.returncode == 0, err[-1500:]
+    print(f"\nboard 2 power-cycled {later:.3f} s after step {at}:\n{err.strip()}")
+    assert "continues from its last checkpoint" in err
+    got = json.loads(out)
+    assert np.array_equal(got["k_final"], clean.out["k_final"])
+    assert got["test_accuracy"] == clean.out["test_accuracy"]
+    same_as_clean(db, clean.db)
+    with RunStore(db) as st:
+        assert st.run(1)["status"] == "finished"
+        assert [s["step"] for s in st.steps(1)] == list(range(1, 11))
+        ev = st.events(1)
+    resumed = [e["detail"] for e in ev if e["kind"] == "resume"]
+    assert len(resumed) == 1 and resumed[0]["after"]  # recovered in place, once
+    assert resumed[0]["boots"]["2"] == 2  # board 2 came back from its flash

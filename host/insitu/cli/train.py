@@ -78,6 +78,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "a stuck one is reported, logged and its bond frozen (insitu check)",
     )
     p.add_argument(
+        "--recover",
+        type=int,
+        default=3,
+        metavar="N",
+        help="boards: when a board restarts or stops answering mid-run, continue from the last "
+        "checkpoint in place, up to N times (default %(default)s; 0 = stop, resume by hand)",
+    )
+    p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
     )
     p.add_argument(
@@ -316,6 +324,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--repeat must be >= 1, got {args.repeat}")
     if not args.port and (args.family or args.pins):
         raise UserError("--family and --pins go with --port (boards on serial ports)")
+    if args.recover < 0:
+        raise UserError(f"--recover must be >= 0, got {args.recover}")
     if args.eval_every < 1 or args.snapshot_every < 0:
         raise UserError("--eval-every must be >= 1 and --snapshot-every >= 0")
     net = load_network(args.network)
@@ -329,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
         "network_file": str(Path(args.network).resolve()),
         "calibrate": bool(args.calibrate),
         "check_elements": bool(args.check_elements),
+        "recover": int(args.recover),
     }
     if args.calibrate and args.port:
         raise UserError("--calibrate runs on emulated boards; for boards on ports run "
@@ -361,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
             )
             flash = store.run_dir(job.run_id) / "boards"
         job.connect(flash)
-        results.append(job.execute(store, args.quiet))
+        results.append(_train(job, store, args.quiet, args.recover))
         jobs.append(job)
     return _report(args, net, results, jobs, store)
 
@@ -370,7 +381,6 @@ def _resume(args: argparse.Namespace) -> int:
     from insitu.cli.main import UserError
     from insitu.network.schema import parse_network
     from insitu.store import StoreError
-    from insitu.store.recorder import board_checkpoint, find_checkpoint, resume_from
     from insitu.trainers import METHODS
     from insitu.trainers.common import TrainConfig
 
@@ -399,31 +409,79 @@ def _resume(args: argparse.Namespace) -> int:
             raise UserError(f"method {row['method']} cannot resume a run")
         job.run_id = rid
         job.connect(store.run_dir(rid) / "boards")
-        if next(store.checkpoints(rid), None) is None:
-            ckpt = None  # killed before its first checkpoint: start again (no board saved)
-        elif job.on_rig:
-            ckpt = board_checkpoint(store, rid, job.rig)  # every board put back at it
-        else:
-            ckpt = find_checkpoint(store, rid)
     except StoreError as exc:
         raise UserError(str(exc))
-    steps_per_epoch = -(-task.train.size // cfg.batch)
+    ckpt = _checkpoint(job, store)
+    result = _continue(job, store, args.quiet, ckpt, int(conf.get("recover", 0)))
+    args.repeat, args.seed = 1, int(row["seed"])
+    return _report(args, net, [result], [job], store)
+
+
+def _checkpoint(job: _Job, store: Any) -> Any:
+    """The checkpoint run ``job.run_id`` continues from (None: start again), with every board
+    put back at it."""
+    from insitu.cli.main import UserError
+    from insitu.store import StoreError
+    from insitu.store.recorder import board_checkpoint, find_checkpoint
+
+    rid = job.run_id
+    try:
+        if next(store.checkpoints(rid), None) is None:
+            return None  # killed before its first checkpoint: start again (no board saved)
+        if job.on_rig:
+            return board_checkpoint(store, rid, job.rig)  # every board put back at it
+        return find_checkpoint(store, rid)
+    except StoreError as exc:
+        raise UserError(str(exc))
+
+
+def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int, auto: str = "") -> Any:
+    """Train run ``job.run_id`` on from checkpoint ``ckpt`` (a resume event says from where
+    and why), recovering in place from rig errors as `_train` does."""
+    from insitu.store.recorder import resume_from
+
+    rid = job.run_id
+    steps_per_epoch = -(-job.task.train.size // job.cfg.batch)
     resume = None if ckpt is None else resume_from(store, rid, ckpt, steps_per_epoch)
     recorded = store.steps(rid)
     last = recorded[-1]["step"] if recorded else 0
     start = 0 if ckpt is None else ckpt.step
     boots = {a: i.boots for a, i in job.rig.boards.items()} if job.rig is not None else {}
     store.set_status(rid, "running")
-    store.add_event(
-        rid,
-        "resume",
-        {"from_step": start, "redo_steps": max(0, last - start), "pid": os.getpid(),
-         "boots": boots},
-        start,
-    )  # fmt: skip
-    result = job.execute(store, args.quiet, resume=resume, ckpt=ckpt)
-    args.repeat, args.seed = 1, int(row["seed"])
-    return _report(args, net, [result], [job], store)
+    detail = {"from_step": start, "redo_steps": max(0, last - start), "pid": os.getpid(),
+              "boots": boots}  # fmt: skip
+    if auto:
+        detail["after"] = auto  # an in-place recovery, not a resume by hand
+    store.add_event(rid, "resume", detail, start)
+    return _train(job, store, quiet, recover, resume=resume, ckpt=ckpt)
+
+
+def _train(
+    job: _Job, store: Any, quiet: bool, recover: int, resume: Any = None, ckpt: Any = None
+) -> Any:
+    """job.execute; on a rig error (a board restarted, a reply lost after the retries, a
+    sensor that timed out) of a recorded run on boards, every board's boot count is taken
+    again and the run continues from its last checkpoint, up to ``recover`` times."""
+    from insitu.cli.main import UserError
+    from insitu.rig import RigError
+
+    try:
+        return job.execute(store, quiet, resume=resume, ckpt=ckpt)
+    except RigError as exc:
+        if store is None or not job.on_rig:
+            raise UserError(str(exc))
+        if recover <= 0:
+            raise UserError(f"{exc}; run {job.run_id} stopped, continue it with "
+                            f"insitu train --resume {job.run_id}")  # fmt: skip
+        print(f"insitu train: {exc}; run {job.run_id} continues from its last checkpoint "
+              f"({recover - 1} more recoveries allowed)", file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            job.rig.recover(None)  # boot counts taken again, forces off, clamps released
+            ckpt = _checkpoint(job, store)
+        except RigError as again:
+            raise UserError(f"{again}; run {job.run_id} stopped, continue it with "
+                            f"insitu train --resume {job.run_id}")  # fmt: skip
+        return _continue(job, store, quiet, ckpt, recover - 1, auto=str(exc))
 
 
 def _report(args: argparse.Namespace, net: Any, results: list, jobs: list, store: Any) -> int:

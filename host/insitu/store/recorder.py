@@ -120,9 +120,14 @@ class Recorder(Callback):
     def snapshot(self, step: int, epoch: int, k: np.ndarray, opt: dict | None) -> None:
         """Store k (and the optimiser state); on a rig, then save every board's flash."""
         if self.rig is not None:
+            # a board that restarted since its last reply holds its flash state, not the
+            # run's: never store such a mix as a checkpoint (RigReboot instead; the run goes
+            # back to the previous checkpoint). One ping before and one after the reads.
+            self.rig.check_boots()
             states = self.rig.state()
             k = self.rig.stiffness(states)
             opt = board_opt_state(self.rig, states)
+            self.rig.check_boots()
         self.store.add_snapshot(
             self.run, step, epoch, k, opt, on_boards=self.rig is not None,
             measurements=self.measurements, messages=self.messages,

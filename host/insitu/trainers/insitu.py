@@ -203,8 +203,7 @@ def train(
         kk = rig.stiffness()
         tr_loss, tr_acc = evaluate(rig, task, task.train, phases)
         te_loss, te_acc = evaluate(rig, task, task.test, phases)
-        if checkpoints:
-            rig.check_boots()  # a board that restarted mid-score lost its forces: score again
+        rig.check_boots()  # a board that restarted mid-score lost its forces and its k: again
         rec = EpochRecord(epoch, tr_loss, te_loss, tr_acc, te_acc, kk)
         result.history.append(rec)
         notify(callbacks, "on_epoch", rec)
