@@ -31,3 +31,10 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def li_mao_path() -> Path:
     return LI_MAO
+
+
+@pytest.fixture(autouse=True)
+def _own_run_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """A command that records by default ($INSITU_STORE or ./runs/insitu.sqlite) records into
+    a store of the test's own, never into the checkout's runs/ (subprocesses inherit it)."""
+    monkeypatch.setenv("INSITU_STORE", str(tmp_path_factory.mktemp("store") / "insitu.sqlite"))
