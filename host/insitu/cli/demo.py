@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from insitu.cli.train import _board_hashes
     from insitu.network.schema import load_network
     from insitu.rig import emulated_rig
+    from insitu.rig.selftest import check_elements
     from insitu.store import RunStore
     from insitu.store.recorder import Recorder, probe_phases
     from insitu.tasks import make_task
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     config = {"train": asdict(cfg), "method": "insitu", "task": {"task": "iris"}, "demo": True,
               "profile": args.profile, "eval_every": EVAL_EVERY, "gradient_epochs": [0, -1],
-              "snapshot_every": 0, "period_ms": 25}  # fmt: skip
+              "snapshot_every": 0, "period_ms": 25, "check_elements": True}  # fmt: skip
     hashes = _board_hashes(net, args.profile, period_ms=25)
     run_id = store.create_run("insitu", task.name, args.seed, config, net, args.profile, hashes)
     lab, rig = emulated_rig(
@@ -80,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         # a lab calibrates once before it trains: strain gains, force scale and offset
         calibrate_emulated(lab, rig, settle_ms=phases.settle_ms)
         print("  boards calibrated (strain gains, force scale and offset)", file=sys.stderr)
+    # ... and checks that every stiffness element obeys (insitu check): a stuck one is frozen
+    elements = check_elements(rig)
+    store.add_event(run_id, "elements", elements.as_dict())
+    print("  " + "\n  ".join(elements.lines()), file=sys.stderr)
     steps = -(-task.train.size // cfg.batch)
     rec = Recorder(store, run_id, rig=rig, lab=lab, phases=phases, gradient_epochs=(0, -1))
     result = insitu.train(
