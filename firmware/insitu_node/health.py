@@ -42,7 +42,8 @@ NAMES = ("ok", "dead", "sat", "stuck", "noisy", "element")
 RESPONDED = const(0)
 UNLOADED = const(1)  # too little elongation to judge by: try another load
 NO_RESPONSE = const(2)
-VERDICTS = ("ok", "unloaded", "stuck")
+SENSOR = const(3)  # the bond's gauge failed during the check: no verdict on the element
+VERDICTS = ("ok", "unloaded", "stuck", "sensor")
 LOADED_SNR = const(10)  # a bond is judged only when its elongation is 10x the noise
 
 STUCK_N = const(8)  # identical means in a row
@@ -67,8 +68,8 @@ class Health:
 
         cnt: samples the channel gave (0 = none before the timeout); mean, spread in counts.
         """
-        if self.code[s] != OK:
-            return OK  # already reported
+        if self.code[s] != OK and self.code[s] != ELEM:
+            return OK  # already reported (a sensor fault still shows on a stuck element's bond)
         code = OK
         if cnt == 0:
             code = DEAD
@@ -84,7 +85,8 @@ class Health:
             self.prev[s] = mean
             if self.same[s] >= STUCK_N:
                 code = STUCK
-        self.code[s] = code
+        if code != OK:  # keeps an element fault latched when the gauge is fine
+            self.code[s] = code
         return code
 
 

@@ -15,7 +15,7 @@ from . import VERSION, persist
 from .compat import const, ticks_add, ticks_diff
 from .health import ELEM as FAULT_ELEM
 from .health import NAMES as FAULT_NAMES
-from .health import NO_RESPONSE, VERDICTS, Health, response
+from .health import NO_RESPONSE, SENSOR, VERDICTS, Health, response
 from .health import OK as FAULT_OK
 from .learning import spsa
 from .learning.bounds import clip
@@ -33,6 +33,7 @@ CACHE = const(4)  # replies kept for retried sequence numbers
 STALE_MS = const(1000)  # a sensor silent this long is reported stale
 
 _STORE_PHASES = ("forward", "free")
+_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save")  # would move k or e
 
 
 def _zeros(n):
@@ -254,6 +255,8 @@ class Node:
                 return [c[2]] if c[2] is not None else []  # retry: same reply, not re-applied
         try:
             args = validate(f.op, f.args)
+            if self._chk is not None and f.op in _NOT_IN_CHECK:
+                raise ArgError("op", "busy: element check running")
             payload = getattr(self, "_op_" + f.op)(f, args)
             if payload is None:  # deferred: reply when the measurement completes
                 self._remember(f.seq, f.crc, None)
@@ -600,7 +603,13 @@ class Node:
         s, kp, e0 = chk[0], chk[1], chk[3]
         e1, spread1 = self._elongation(s)
         noise = 0.5 * (chk[4] + spread1)  # half ranges: a bound on each mean's error
-        v = response(e0, e1, kp - self.kb[s], noise, a["rel"], a["e_min"])
+        ch = self.ch
+        code = self.health.judge(s, ch.cnt[s], ch.mean(s), ch.hi[s] - ch.lo[s])
+        if code:  # a saturated or noisy gauge says nothing about the element
+            self._fault(s, code)
+            v = SENSOR
+        else:
+            v = response(e0, e1, kp - self.kb[s], noise, a["rel"], a["e_min"])
         p = {"slot": s, "k": self.kb[s], "kp": kp, "e0": e0, "e1": e1, "noise": noise,
              "verdict": VERDICTS[v]}
         if v == NO_RESPONSE:

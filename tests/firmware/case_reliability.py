@@ -213,8 +213,8 @@ class SpringBus(VaryBus):
     force / k, with k what its servo was last told (fixture table: k = pulse / 10). A stuck
     servo ignores commands."""
 
-    def __init__(self, forces, jitter=3):
-        VaryBus.__init__(self, jitter)
+    def __init__(self, forces, jitter=3, ready=False):
+        VaryBus.__init__(self, jitter, ready)
         self.forces = forces
         self.k = [137.5] * len(forces)
         self.stuck = [False] * len(forces)
@@ -293,3 +293,44 @@ def test_element_check_rejects_bad_requests_and_changes_nothing():
     assert h.call("measure", {"phase": "forward", "n": 2}) == []
     r = h.one("check", {"slot": 0})  # busy
     assert r.op == "err" and "busy" in r.args["reason"]
+
+
+def test_element_check_holds_off_what_would_move_the_bond():
+    bus = SpringBus([0.275, -0.1375])
+    node = emulated(fx.config(2), bus, boots=1)
+    h = fx.Host(node)
+    assert h.call("check", {"slot": 0, "settle_ms": 50, "n": 4}) == []
+    for op, args in (("set", {"k": [150.0], "slot": 0}), ("perturb", {"seed": 1, "c": 1.0,
+                     "sign": 0}), ("update", {"rule": "adjoint", "lr": 1.0}), ("reset", {}),
+                     ("configure", {"tare": True}), ("save", {})):
+        r = h.one(op, args)
+        assert r.op == "err" and r.args["reason"] == "busy: element check running", (op, r)
+    assert h.one("ping").op == "ok"  # the host may still ask
+    t, out = h.run(0, 800)
+    assert out[0].args["verdict"] == "ok" and bus.k[0] == 137.5
+
+
+def test_a_dead_gauge_on_a_stuck_elements_bond_is_latched_not_waited_for():
+    bus = SpringBus([0.275, -0.1375], ready=True)
+    bus.stuck[1] = True
+    node = emulated(fx.config(2), bus, boots=1)
+    h = fx.Host(node)
+    t, r, ev = _check(h, 0, 1, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "stuck"
+    bus.ready_map[1] = 0  # then its gauge dies too
+    t, r, ev = _measure(h, t, {"phase": "forward", "tag": 1, "n": 2, "timeout_ms": 100})
+    assert r[0].op == "err" and ev == [{"ev": "fault", "kind": "dead", "ch": 1, "bond": [2, 3]}]
+    t, r, ev = _measure(h, t, {"phase": "forward", "tag": 1, "n": 2})
+    assert r[0].op == "ok" and r[0].args["bad"] == [1]  # no longer waited for
+
+
+def test_a_saturated_gauge_in_a_check_is_a_sensor_fault_not_an_element_fault():
+    bus = SpringBus([0.275, 0.0])
+    node = emulated(fx.config(2), bus, boots=1)
+    h = fx.Host(node)
+    bus.forces[0] = 2.0  # 14.5 mm at 137.5 N/m: past the 24-bit rail at 1 nm per count
+    bus._show()
+    t, r, ev = _check(h, 0, 0, settle_ms=50, n=4)
+    assert r[0].args["verdict"] == "sensor"
+    assert [e["kind"] for e in ev] == ["sat"]
+    assert h.one("state", {"only": "faults"}).args["faults"][0] == "sat"
