@@ -438,3 +438,5 @@ def test_board_power_cycled_mid_run_recovers_in_place(tmp_path):
     resumed = [e["detail"] for e in ev if e["kind"] == "resume"]
     assert len(resumed) == 1 and resumed[0]["after"]  # recovered in place, once
     assert resumed[0]["boots"]["2"] == 2  # board 2 came back from its flash
+    counts = "SELECT step, measurements FROM snapshots WHERE run = 1 ORDER BY step"
+    assert query(db, counts) == query(clean.db, counts)  # loadings not counted twice

@@ -50,6 +50,9 @@ def test_every_working_element_responds(net, profile):
     assert not any(e.get("ev") == "fault" for _, e in rig.events)
     # every element was put back where it was
     assert np.array_equal(rig.stiffness(), net.k_init)
+    for c in report.checks:  # probe at the farther bound (k_min here); softer: longer
+        assert (c.k, c.kp) == (pytest.approx(137.5), pytest.approx(103.125)), c
+        assert abs(c.e1) > abs(c.e0) > 1e-5 and c.noise < 1e-6, c
     ratios = [c.e1 / c.e0 for c in report.checks]
     print(f"{profile}: |e1/e0| from {min(ratios):.3f} to {max(ratios):.3f}")
 
@@ -69,9 +72,13 @@ def test_stuck_element_found_frozen_and_training_goes_on(net):
     ids = net.node_ids
     name = f"bond {ids[net.bonds[bond, 0]]}-{ids[net.bonds[bond, 1]]} (#{bond})"
     assert f"{name} on board {bd.id} (node {bd.node}): stiffness element does not respond" in text
-    # a second check of that bond is refused by its node: it knows the element is bad
+    # a second check of that bond is refused by its node: it knows the element is bad; a
+    # second self-test reports it as not checked instead of failing
     with pytest.raises(RigError, match="element"):
         rig.check_element(bond)
+    again = check_elements(rig, bonds=[bond, 0])
+    assert again.faulty == [bond] and again.ok == [0] and again.frozen == [bond]
+    assert "not checked, its node holds a element fault" in "\n".join(again.lines())
 
     t = make_task("iris", net, 0)
     task = dataclasses.replace(t, train=t.train[:32], test=t.test[:8])
@@ -128,3 +135,13 @@ def test_train_checks_elements_first_and_logs_the_report(tmp_path, capsys):
     assert events[0]["detail"]["stuck"] == []
     assert main(["train", str(LI_MAO), "--task", "iris", "--check-elements", "--no-store"]) == 2
     assert "drop --check-elements" in capsys.readouterr().err
+
+
+def test_check_keeps_every_board_awake_and_puts_timeouts_back(net):
+    """A check talks to one board for seconds; a board deployed with a 3 s host-silence
+    timeout (the one holding the load among them) must not go safe meanwhile."""
+    lab, rig = _rig(net, "realistic")
+    rig.broadcast("configure", {"timeout_ms": 3000})
+    report = check_elements(rig)  # one check: 2 x (2.5 s settle + 1 s sampling limit)
+    assert len(report.ok) == net.n_bonds
+    assert {p["timeout_ms"] for p in rig.broadcast("configure").values()} == {3000}

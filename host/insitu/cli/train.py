@@ -7,7 +7,7 @@ import inspect
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ HELP = "train a network on a task (behaviour, regression, iris, or your own)"
 PERIOD_MS = 10  # emulated boards' control period
 PROFILES = ("ideal", "realistic", "harsh")
 # flags whose values a resumed run takes from the run itself
+RECOVER = 3  # in-place recoveries of a run on boards (--recover)
 _RUN_FLAGS = ("network", "task", "task_csv", "task_fn", "epochs", "batch", "lr", "sharpness")
 
 
@@ -80,10 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--recover",
         type=int,
-        default=3,
         metavar="N",
         help="boards: when a board restarts or stops answering mid-run, continue from the last "
-        "checkpoint in place, up to N times (default %(default)s; 0 = stop, resume by hand)",
+        "checkpoint in place, up to N times (default 3; 0 = stop, resume by hand; with "
+        "--resume: instead of the run's own setting)",
     )
     p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
@@ -255,14 +256,9 @@ class _Job:
         resume: a rebooted node forgets its latched faults). Stuck ones are frozen by their
         nodes; the report goes to stderr and the run store. A fresh run tares first; a resumed
         one keeps the strain offsets its checkpoint restored."""
-        from insitu.cli.main import UserError
-        from insitu.rig import RigError
         from insitu.rig.selftest import check_elements
 
-        try:
-            report = check_elements(self.rig, tare=not resumed)
-        except RigError as exc:
-            raise UserError(f"element check: {exc}")
+        report = check_elements(self.rig, tare=not resumed)  # a RigError: as in training
         if store is not None:
             store.add_event(self.run_id, "elements", report.as_dict())
         if not quiet or report.stuck:
@@ -272,9 +268,10 @@ class _Job:
         from insitu.cli.progress import Progress
         from insitu.store.recorder import Recorder, mark_failed, probe_phases
 
-        if self.on_rig and self.settings.get("check_elements"):
-            self.check_elements(store, quiet, resumed=ckpt is not None)
-
+        rig = self.rig
+        baseline = (0, 0)
+        if ckpt is not None and rig is not None:  # count from here: the checkpoint has the rest
+            baseline = (int(rig.counters.loadings), int(rig.counters.sent))
         steps = -(-self.task.train.size // self.cfg.batch)
         callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
         if store is not None:
@@ -284,7 +281,7 @@ class _Job:
                 store, self.run_id, rig=self.rig,
                 lab=self.lab if self.method_name == "insitu" else None, phases=phases,
                 snapshot_every=self.settings.get("snapshot_every", 0), gradient_epochs=grads,
-                resume=ckpt,
+                resume=ckpt, baseline=baseline, logged=self.recorder,
             )  # fmt: skip
             callbacks.append(self.recorder)
         kwargs: dict[str, Any] = {}
@@ -297,6 +294,8 @@ class _Job:
         if resume is not None:
             kwargs["resume"] = resume
         try:
+            if self.on_rig and self.settings.get("check_elements"):
+                self.check_elements(store, quiet, resumed=ckpt is not None)
             return self.method.train(self.net, self.task, self.cfg, callbacks, **kwargs)
         except BaseException as exc:
             if store is not None:
@@ -324,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--repeat must be >= 1, got {args.repeat}")
     if not args.port and (args.family or args.pins):
         raise UserError("--family and --pins go with --port (boards on serial ports)")
+    if args.recover is None:
+        args.recover = RECOVER
     if args.recover < 0:
         raise UserError(f"--recover must be >= 0, got {args.recover}")
     if args.eval_every < 1 or args.snapshot_every < 0:
@@ -389,6 +390,8 @@ def _resume(args: argparse.Namespace) -> int:
         flag = given[0].replace("_", "-")
         flag = "the network file" if flag == "network" else "--" + flag
         raise UserError(f"--resume continues the run with its own settings; drop {flag}")
+    if args.check_elements:
+        raise UserError("--resume checks the elements again if the run did; drop --check-elements")
     if args.no_store:
         raise UserError("--resume needs the run store (drop --no-store)")
     store = _open_store(args)
@@ -412,7 +415,10 @@ def _resume(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UserError(str(exc))
     ckpt = _checkpoint(job, store)
-    result = _continue(job, store, args.quiet, ckpt, int(conf.get("recover", 0)))
+    recover = args.recover if args.recover is not None else int(conf.get("recover", 0))
+    if recover < 0:
+        raise UserError(f"--recover must be >= 0, got {recover}")
+    result = _continue(job, store, args.quiet, ckpt, recover)
     args.repeat, args.seed = 1, int(row["seed"])
     return _report(args, net, [result], [job], store)
 
@@ -443,6 +449,10 @@ def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int, auto:
     rid = job.run_id
     steps_per_epoch = -(-job.task.train.size // job.cfg.batch)
     resume = None if ckpt is None else resume_from(store, rid, ckpt, steps_per_epoch)
+    if ckpt is not None:  # an epoch's score after its last step's checkpoint is kept, not
+        kept = [e["measurements"] for e in store.epochs(rid)  # redone: count its loadings
+                if e["epoch"] * steps_per_epoch <= ckpt.step]  # fmt: skip
+        ckpt = replace(ckpt, measurements=max([ckpt.measurements, *kept]))
     recorded = store.steps(rid)
     last = recorded[-1]["step"] if recorded else 0
     start = 0 if ckpt is None else ckpt.step

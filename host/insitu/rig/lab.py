@@ -25,7 +25,8 @@ def port_rig(
     from insitu.deploy.flash import deploy_configs
     from insitu.links import SerialLink
 
-    configs = deploy_configs(network, family=family, pins=pins, profile=profile)
+    extra = {} if profile is None else {"profile": profile}
+    configs = deploy_configs(network, family=family, pins=pins, **extra)
     links = []
     try:
         links = [SerialLink(port) for port in ports]

@@ -40,13 +40,14 @@ class ElementCheck:
     bond: int
     board: int
     node: int
-    port: Port | None  # the load it was checked under (None: a fixed bond, not checked)
-    verdict: str  # ok | stuck | unloaded | fixed
+    port: Port | None  # the load it was checked under (None: not checked)
+    verdict: str  # ok | stuck | unloaded | sensor (gauge failed in the check) | fixed | faulty
     k: float = float("nan")  # N/m, the bond's stiffness
     kp: float = float("nan")  # N/m, the probe stiffness
     e0: float = float("nan")  # m, elongation at k
     e1: float = float("nan")  # m, elongation at kp
     noise: float = 0.0  # m, the node's bound on the measurements' error
+    fault: str | None = None  # faulty: the fault its node had latched before (not checked)
 
 
 @dataclass
@@ -74,13 +75,23 @@ class ElementReport:
         i, j = self.network.bonds[b]
         return f"bond {ids[i]}-{ids[j]} (#{b})"
 
+    @property
+    def faulty(self) -> list[int]:
+        """Bonds not checked: a fault was latched already, or the gauge failed in the check."""
+        return [c.bond for c in self.checks if c.verdict in ("faulty", "sensor")]
+
+    @property
+    def frozen(self) -> list[int]:
+        """Bonds whose nodes hold them frozen: stuck, or with any latched fault."""
+        return sorted(self.stuck + self.faulty)
+
     def lines(self) -> list[str]:
         """What the user is told: a summary, then every bond that is not fine."""
         n = len(self.checks)
         out = [
             f"stiffness elements: {n} bonds, {len(self.ok)} respond, {len(self.stuck)} stuck, "
-            f"{len(self.unloaded)} unloaded (not judged), "
-            f"{len(self._with('fixed'))} fixed (nothing to tune)"
+            f"{len(self.unloaded)} unloaded (not judged), {len(self.faulty)} not checked "
+            f"(faulty), {len(self._with('fixed'))} fixed (nothing to tune)"
         ]
         for c in self.checks:
             where = f"{self._bond(c.bond)} on board {c.board} (node {c.node})"
@@ -89,6 +100,10 @@ class ElementReport:
                     f"{where}: stiffness element does not respond: e {c.e0:.3g} m at "
                     f"k {c.k:.4g} N/m, {c.e1:.3g} m at {c.kp:.4g} N/m; bond frozen"
                 )
+            elif c.verdict == "faulty":
+                out.append(f"{where}: not checked, its node holds a {c.fault} fault; bond frozen")
+            elif c.verdict == "sensor":
+                out.append(f"{where}: its strain gauge failed during the check; bond frozen")
             elif c.verdict == "unloaded":
                 out.append(
                     f"{where}: not judged, |e| {max(abs(c.e0), abs(c.e1)):.2g} m under {c.port}"
@@ -125,6 +140,37 @@ def best_ports(net: Network, k: np.ndarray, ports: Sequence[Port]) -> tuple[np.n
         per_n[p] = eq.elongation(eq.solve(f))
     best = np.argmax(np.abs(per_n), axis=0)
     return best, np.abs(per_n[best, np.arange(net.n_bonds)])
+
+
+def _latched(rig: Rig) -> dict[int, str]:
+    """Bond index → fault its node has latched (a node refuses to check such a bond)."""
+    out: dict[int, str] = {}
+    for addr, st in rig.state("faults").items():
+        bd = rig.boards[addr].board
+        for slot, kind in enumerate(st.get("faults", ())[: len(bd.bonds)]):
+            if kind != "ok":
+                out[bd.bonds[slot]] = str(kind)
+    return out
+
+
+def _stay_awake(rig: Rig, ms: int) -> dict[str, int]:
+    """Raise every board's host-silence timeout to at least ``ms`` (a check talks to one
+    board for seconds; the others, the one holding the load among them, would go safe and
+    drop it; a ping before every check covers the time between checks). Returns the
+    timeouts to put back."""
+    now = {a: int(p["timeout_ms"]) for a, p in rig.broadcast("configure").items()}
+    if any(0 < t < ms for t in now.values()):
+        rig.broadcast("configure", {"timeout_ms": int(ms)})
+    return now
+
+
+def _put_back(rig: Rig, timeouts: dict[str, int]) -> None:
+    values = set(timeouts.values())
+    if len(values) == 1:
+        rig.broadcast("configure", {"timeout_ms": values.pop()})
+        return
+    for addr, t in timeouts.items():
+        rig.request(rig.boards[addr].board, "configure", {"timeout_ms": t})
 
 
 def check_elements(
@@ -165,19 +211,28 @@ def check_elements(
     else:
         rig.forces_off()
         rig.release()
+    latched = _latched(rig)
     groups: dict[int, list[int]] = {}
     for b in todo:
         bd = owner[b]
         if net.k_min[b] == net.k_max[b]:
             report.checks.append(ElementCheck(b, bd.id, bd.node, None, "fixed", k[b], k[b]))
+        elif b in latched:
+            report.checks.append(
+                ElementCheck(b, bd.id, bd.node, None, "faulty", k[b], k[b], fault=latched[b])
+            )
         else:
             groups.setdefault(int(best[b]), []).append(b)
+    total = sum(len(g) for g in groups.values())
+    one_check_ms = 2 * (settle_ms + 1000 + 250 * n)  # the node's own limit for both stages
+    timeouts = _stay_awake(rig, one_check_ms + 5000)
     done = 0
     try:
         for p, group in sorted(groups.items()):
             port = ports[p]
             rig.apply_forces({port: -force})
             for b in group:
+                rig.broadcast("ping")  # host traffic for every board: none goes safe meanwhile
                 r = rig.check_element(b, settle_ms=settle_ms, n=n, e_min=e_min)
                 bd = owner[b]
                 report.checks.append(
@@ -188,8 +243,9 @@ def check_elements(
                 )
                 done += 1
                 if progress is not None:
-                    progress(done, len(todo))
+                    progress(done, total)
     finally:
         rig.forces_off()
+        _put_back(rig, timeouts)
     report.checks.sort(key=lambda c: c.bond)
     return report

@@ -69,7 +69,12 @@ class Recorder(Callback):
         snapshot_every: int = 0,
         gradient_epochs: tuple[int, ...] = (),
         resume: Checkpoint | None = None,
+        baseline: tuple[int, int] = (0, 0),
+        logged: Recorder | None = None,
     ) -> None:
+        """``baseline``: the rig's (loadings, sent) counters when this part of the run began
+        (a run continued in the same process counts from there, not twice); ``logged``: the
+        recorder of the earlier part in this process, whose rig events are logged already."""
         self.store = store
         self.run = run
         self.rig = rig
@@ -78,12 +83,12 @@ class Recorder(Callback):
         self.snapshot_every = max(0, int(snapshot_every))
         self.gradient_epochs = tuple(gradient_epochs)
         self.resume = resume
-        self.meas0 = resume.measurements if resume else 0
-        self.msgs0 = resume.messages if resume else 0
+        self.meas0 = (resume.measurements if resume else 0) - baseline[0]
+        self.msgs0 = (resume.messages if resume else 0) - baseline[1]
         self.step = resume.step if resume else 0
         self.epoch = resume.epoch if resume else 0
-        self._faults = {c: 0 for c in FAULT_COUNTERS}
-        self._events_seen = 0
+        self._faults = dict(logged._faults) if logged else {c: 0 for c in FAULT_COUNTERS}
+        self._events_seen = logged._events_seen if logged else 0
         self.net: Any = None
         self.task: Any = None
         self.config: TrainConfig | None = None
