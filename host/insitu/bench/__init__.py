@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "methods": "insitu.bench.methods",
     "host": "insitu.bench.host",
     "firmware": "insitu.bench.firmware",
+    "elements": "insitu.bench.elements",
 }
 
 
