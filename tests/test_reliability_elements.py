@@ -104,9 +104,11 @@ def test_check_elements_refuses_bad_arguments(net):
     assert np.array_equal(rig.stiffness(), net.k_init)
 
 
-def test_check_command(net, capsys):
+def test_check_command(net, capsys, tmp_path):
     argv = ["check", str(LI_MAO), "--quiet"]
-    assert main([*argv, "--stuck", "2:1", "--stuck", "11:0", "--json"]) == 1  # 1: found some
+    png = tmp_path / "check.png"
+    assert main([*argv, "--stuck", "2:1", "--stuck", "11:0", "--json", "--plot", str(png)]) == 1
+    assert png.stat().st_size > 10_000  # exit 1: found some; the network drawn by verdict
     rep = json.loads(capsys.readouterr().out)
     b2, b11 = (next(b for b in net.boards if b.id == i) for i in (2, 11))
     assert rep["stuck"] == sorted([b2.bonds[1], b11.bonds[0]])

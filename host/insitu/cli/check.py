@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 HELP = "self-test: does every bond's stiffness element respond? (exit 1 if one is stuck)"
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=4, help="samples per measurement (4)")
     p.add_argument("--bonds", metavar="LIST", help="bond indices to check, e.g. 0,3,7 (all)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--plot", metavar="PNG", help="draw the network, bonds coloured by verdict")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -114,8 +116,53 @@ def run(args: argparse.Namespace) -> int:
         rig.close()
         if not args.quiet:
             print(file=sys.stderr)
+    if args.plot:
+        print(f"check: wrote {plot_report(report, Path(args.plot))}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
         print("\n".join(report.lines()))
     return 1 if report.stuck else 0
+
+
+COLOURS = {"ok": "tab:green", "stuck": "tab:red", "unloaded": "0.6", "sensor": "tab:orange",
+           "faulty": "tab:orange", "fixed": "k"}  # fmt: skip
+
+
+def plot_report(report: Any, path: Path) -> Path:
+    """The network with every bond coloured by its verdict and labelled with |e1/e0|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    net = report.network
+    pos = net.positions[:, :2] * 1000.0  # mm
+    fig, ax = plt.subplots(figsize=(7, 5))
+    checks = sorted(report.checks, key=lambda c: c.bond)
+    segs = [pos[list(net.bonds[c.bond])] for c in checks]
+    ax.add_collection(LineCollection(segs, colors=[COLOURS.get(c.verdict, "k") for c in checks],
+                                     linewidths=3, zorder=1))  # fmt: skip
+    for c, seg in zip(checks, segs, strict=True):
+        if c.verdict in ("ok", "stuck") and c.e0:
+            mid = seg.mean(axis=0)
+            ax.annotate(f"{abs(c.e1 / c.e0):.2f}", mid, fontsize=6, ha="center", va="center",
+                        color="0.2", backgroundcolor="white", zorder=3)  # fmt: skip
+    ax.scatter(pos[:, 0], pos[:, 1], s=22, c="white", edgecolors="k", zorder=2)
+    for i, nid in enumerate(net.node_ids):
+        ax.annotate(str(nid), pos[i], xytext=(5, -10), textcoords="offset points", fontsize=7,
+                    color="0.3")  # fmt: skip
+    seen = sorted({c.verdict for c in checks}, key=list(COLOURS).index)
+    ax.legend([Line2D([], [], color=COLOURS[v], lw=3) for v in seen], seen, fontsize=8,
+              loc="lower left")  # fmt: skip
+    ax.set_title(f"stiffness elements of {net.name}: |e| at the probe stiffness / |e| at k",
+                 fontsize=10)  # fmt: skip
+    ax.set_aspect("equal")
+    ax.margins(0.08)
+    ax.set_xlabel("x (mm)")
+    ax.set_ylabel("y (mm)")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
