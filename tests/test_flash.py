@@ -28,6 +28,7 @@ from insitu.cli.main import main
 from insitu.deploy.discovery import identify_port
 from insitu.deploy.flash import FIRMWARE_DIR, deploy_configs, firmware_files
 from insitu.deploy.nodeconfig import config_text, expected_hash
+from insitu.emulator.gradcheck import exact_batch_gradient
 from insitu.emulator.mpboard import find_executable
 from insitu.emulator.mplab import MicroPythonLab
 from insitu.links import SerialLink
@@ -258,7 +259,6 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
         assert {i.uid for i in infos.values()} == {b.unique_id_hex for b in lab.boards.values()}
         rig.tare()
         io = net.io_set("iris")
-        ind, outd = net.iodofs("iris")
         rng = np.random.default_rng(5)
         B = 3
         X = -rng.uniform(0.0, 0.049, (B, len(io.inputs)))
@@ -272,15 +272,7 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
         assert res.loadings == 2 * B and np.isfinite(res.loss)
         g_sum, count = rig.accumulated()
         assert count == B
-        exact = np.zeros(net.n_bonds)
-        eq = lab.world.equilibrium()
-        for s in range(B):
-            f = np.zeros(net.n_nodes * net.dim)
-            f[ind] = X[s]
-            u = eq.solve(f)
-            dL_du = np.zeros_like(u)
-            dL_du[outd] = loss_grad(u[outd], Y[s])[1]
-            exact += lab.world.exact_gradient(dL_du, f=f) / B
+        exact = exact_batch_gradient(lab.world, net, "iris", X, Y, loss_grad)
         # single-precision-free unix port, ideal sensors: the boards' gradient is exact
         rel = np.linalg.norm(g_sum / count - exact) / np.linalg.norm(exact)
         assert rel < 1e-6

@@ -9,6 +9,7 @@ and adjoint forces exactly as given.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,25 @@ def insitu_gradient(
 def exact_gradient(world: World, load: np.ndarray, f_adj: np.ndarray) -> np.ndarray:
     """e·e_adj from the physics core at the world's true stiffness (dL/du = -f_adj)."""
     return world.exact_gradient(-f_adj, f=load)
+
+
+def exact_batch_gradient(
+    world: World, net: Network, io_name: str, X: np.ndarray, Y: np.ndarray, loss_grad: Any
+) -> np.ndarray:
+    """dL/dk of the batch-mean loss from the physics core at the world's true stiffness: loads
+    X[s] at io set ``io_name``'s inputs, targets Y[s], ``loss_grad(u_out, y) -> (L, dL/du_out)``.
+    What the boards' accumulated Σ e·e_adj / B must equal."""
+    in_dofs, out_dofs = net.iodofs(io_name)
+    eq = world.equilibrium()
+    exact = np.zeros(net.n_bonds)
+    for x, y in zip(X, Y, strict=True):
+        f = np.zeros(net.n_nodes * net.dim)
+        f[in_dofs] = x
+        u = eq.solve(f)
+        dL_du = np.zeros_like(u)
+        dL_du[out_dofs] = loss_grad(u[out_dofs], y)[1]
+        exact += world.exact_gradient(dL_du, f=f)
+    return exact / len(X)
 
 
 def compare(

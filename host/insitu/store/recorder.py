@@ -191,6 +191,7 @@ class Recorder(Callback):
     # ------------------------------------------------------------------ gradient check
 
     def gradient_check(self, epoch: int) -> None:
+        from insitu.emulator.gradcheck import exact_batch_gradient
         from insitu.trainers.insitu import Phases, accumulate_batch
 
         net, task, rig, world = self.net, self.task, self.rig, self.lab.world
@@ -205,17 +206,9 @@ class Recorder(Callback):
         g_sum, count = rig.accumulated()
         rig.reset()
         insitu = g_sum / max(1, count)
-        in_dofs, out_dofs = net.iodofs(task.io)
-        eq = world.equilibrium()
-        exact = np.zeros(net.n_bonds)
-        for s in idx:
-            f = np.zeros(net.n_nodes * net.dim)
-            f[in_dofs] = task.inputs[s]
-            u = eq.solve(f)
-            _, g = task.loss_grad(u[out_dofs], task.targets[s])
-            dL_du = np.zeros_like(u)
-            dL_du[out_dofs] = g
-            exact += world.exact_gradient(dL_du, f=f) / idx.size
+        exact = exact_batch_gradient(
+            world, net, task.io, task.inputs[idx], task.targets[idx], task.loss_grad
+        )
         self.store.add_gradient(self.run, epoch, self.step, insitu, exact)
 
 
