@@ -59,6 +59,28 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return rc, out, err
 
 
+def _flash_one(
+    capsys: pytest.CaptureFixture[str], port: str, *extra: str, network: Path = LI_MAO
+) -> tuple[int, str, str]:
+    """`insitu flash NETWORK --node 3 --family emu EXTRA --port PORT`."""
+    argv = ["flash", str(network), "--node", "3", "--family", "emu", *extra, "--port", port]
+    return _cli(capsys, *argv)
+
+
+def _flash_all(
+    capsys: pytest.CaptureFixture[str],
+    lab: MicroPythonLab,
+    *extra: str,
+    network: Path = LI_MAO,
+    ports: list[str] | None = None,
+    maps: list[str] | None = None,
+) -> tuple[int, str, str]:
+    """`insitu flash NETWORK --all --family emu EXTRA` with every board's --port and --map."""
+    ports = _ports(lab) if ports is None else ports
+    maps = _maps(lab) if maps is None else maps
+    return _cli(capsys, "flash", str(network), "--all", "--family", "emu", *extra, *ports, *maps)
+
+
 def _ports(lab: MicroPythonLab, ids: list[int] | None = None) -> list[str]:
     out = []
     for bid, b in lab.boards.items():
@@ -212,17 +234,7 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
 
     # re-flash all boards: every file is unchanged and skipped; boards come back and verify
     t0 = time.monotonic()
-    rc, out, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--all",
-        "--family",
-        "emu",
-        "--json",
-        *_ports(lab),
-        *_maps(lab),
-    )
+    rc, out, err = _flash_all(capsys, lab, "--json")
     TIMINGS["re-flash --all, 14 boards, nothing changed"] = time.monotonic() - t0
     assert rc == 0, err
     summary = json.loads(out)
@@ -236,9 +248,7 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
 
     # one board, human-readable output: one line for the board with copied/skipped + result
     t0 = time.monotonic()
-    rc, out, err = _cli(
-        capsys, "flash", str(LI_MAO), "--node", "3", "--family", "emu", "--port", lab.boards[3].port
-    )
+    rc, out, err = _flash_one(capsys, lab.boards[3].port)
     TIMINGS["re-flash --node 3"] = time.monotonic() - t0
     assert rc == 0, err
     line = next(ln for ln in out.splitlines() if ln.startswith("[1/1] board 3 (node 3)"))
@@ -302,20 +312,9 @@ def untouched(flashed):
 def test_unknown_port_is_one_line_exit_2(untouched, capsys):
     lab = untouched
     bad = "/dev/insitu-no-such-port"
-    rc, _, err = _cli(capsys, "flash", str(LI_MAO), "--node", "3", "--family", "emu", "--port", bad)
+    rc, _, err = _flash_one(capsys, bad)
     _one_line_error(rc, err, "cannot open port", bad)
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--all",
-        "--family",
-        "emu",
-        *_ports(lab),
-        "--port",
-        bad,
-        *_maps(lab),
-    )
+    rc, _, err = _flash_all(capsys, lab, ports=[*_ports(lab), "--port", bad])
     _one_line_error(rc, err, bad)
     rc, _, err = _cli(capsys, "ports", "--only", "--port", bad)
     _one_line_error(rc, err, bad)
@@ -325,48 +324,18 @@ def test_missing_board_is_one_line_exit_2(untouched, capsys):
     lab = untouched
     ids = [bid for bid in lab.boards if bid != 5]
     for extra in ((), ("--check",)):
-        rc, _, err = _cli(
-            capsys,
-            "flash",
-            str(LI_MAO),
-            "--all",
-            "--family",
-            "emu",
-            *extra,
-            *_ports(lab, ids),
-            *_maps(lab),
-        )
+        rc, _, err = _flash_all(capsys, lab, *extra, ports=_ports(lab, ids))
         _one_line_error(rc, err, "board 5 (node 5)", lab.boards[5].unique_id_hex, "none of")
     # boards are matched by unique id, so no unique id for a board is an error, not a guess
     maps = _maps(lab)
     i = maps.index(f"{lab.boards[7].unique_id_hex}=7")
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--all",
-        "--family",
-        "emu",
-        *_ports(lab),
-        *(maps[: i - 1] + maps[i + 1 :]),
-    )
+    rc, _, err = _flash_all(capsys, lab, maps=maps[: i - 1] + maps[i + 1 :])
     _one_line_error(rc, err, "board 7 (node 7) has no unique id", "--map")
 
 
 def test_the_wrong_board_on_a_port_is_refused_before_writing(untouched, capsys):
     lab = untouched
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--node",
-        "3",
-        "--family",
-        "emu",
-        "--port",
-        lab.boards[4].port,
-        *_maps(lab),
-    )
+    rc, _, err = _flash_one(capsys, lab.boards[4].port, *_maps(lab))
     _one_line_error(rc, err, lab.boards[4].unique_id_hex, "(board 4 (node 4))", "board 3")
 
 
@@ -378,33 +347,10 @@ def test_network_file_that_does_not_match_the_boards(untouched, capsys, tmp_path
     old = "{ nodes = [10, 13], board = 13 }"
     assert old in text
     moved.write_text(text.replace(old, "{ nodes = [10, 13], board = 10 }"))
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(moved),
-        "--all",
-        "--family",
-        "emu",
-        "--check",
-        *_ports(lab),
-        *_maps(lab),
-    )
+    rc, _, err = _flash_all(capsys, lab, "--check", network=moved)
     _one_line_error(rc, err, "board 10 (node 10)", "owns bonds", "(and 1 more)")
     # the emulator's realistic calibration instead of the ideal one: every config hash differs
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--node",
-        "3",
-        "--family",
-        "emu",
-        "--profile",
-        "realistic",
-        "--check",
-        "--port",
-        lab.boards[3].port,
-    )
+    rc, _, err = _flash_one(capsys, lab.boards[3].port, "--profile", "realistic", "--check")
     _one_line_error(rc, err, "board 3 (node 3)", "runs config", "generates")
     # the session refuses them the same way
     links = [SerialLink(p) for p in lab.ports().values()]
@@ -416,17 +362,7 @@ def test_network_file_that_does_not_match_the_boards(untouched, capsys, tmp_path
     finally:
         rig.close()
     # and the matching file passes the check
-    rc, out, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--all",
-        "--family",
-        "emu",
-        "--check",
-        *_ports(lab),
-        *_maps(lab),
-    )
+    rc, out, err = _flash_all(capsys, lab, "--check")
     assert rc == 0, err
     assert "14 board(s) run firmware" in out
 
@@ -467,30 +403,9 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
     assert ident is not None and ident.firmware == "0.0.9"
 
     before, boots = _flash_state(lab), _boots(lab)
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--node",
-        "3",
-        "--family",
-        "emu",
-        "--check",
-        "--port",
-        board.port,
-    )
+    rc, _, err = _flash_one(capsys, board.port, "--check")
     _one_line_error(rc, err, "board 3 (node 3)", "runs firmware 0.0.9, expected " + VERSION)
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--all",
-        "--family",
-        "emu",
-        "--check",
-        *_ports(lab),
-        *_maps(lab),
-    )
+    rc, _, err = _flash_all(capsys, lab, "--check")
     _one_line_error(rc, err, "runs firmware 0.0.9")
     # a firmware tree of another version: refused before touching any board
     tree = tmp_path / "fw"
@@ -499,19 +414,7 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
         (tree / rel).write_bytes((FIRMWARE_DIR / rel).read_bytes())
     (tree / "main.py").write_bytes((FIRMWARE_DIR / "main.py").read_bytes())
     (tree / "insitu_node" / "__init__.py").write_text(old.read_text())
-    rc, _, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--node",
-        "3",
-        "--family",
-        "emu",
-        "--firmware",
-        str(tree),
-        "--port",
-        board.port,
-    )
+    rc, _, err = _flash_one(capsys, board.port, "--firmware", str(tree))
     _one_line_error(rc, err, "version 0.0.9", "host speaks " + VERSION)
     # the session refuses the board too
     links = [SerialLink(p) for p in lab.ports().values()]
@@ -523,18 +426,7 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
         rig.close()
     assert _flash_state(lab) == before and _boots(lab) == boots
 
-    rc, out, err = _cli(
-        capsys,
-        "flash",
-        str(LI_MAO),
-        "--node",
-        "3",
-        "--family",
-        "emu",
-        "--json",
-        "--port",
-        board.port,
-    )
+    rc, out, err = _flash_one(capsys, board.port, "--json")
     assert rc == 0, err
     (b,) = json.loads(out)["boards"]
     assert b["ok"] and b["copied"] == ["insitu_node/__init__.py"]
@@ -560,19 +452,7 @@ def test_a_board_whose_watchdog_runs_is_reset_before_the_copy(net, tmp_path, cap
     try:
         board.wait_event("wdt", timeout=30)  # the firmware started its watchdog after grace
         n = len(board.events)
-        rc, out, err = _cli(
-            capsys,
-            "flash",
-            str(LI_MAO),
-            "--node",
-            "3",
-            "--family",
-            "emu",
-            "--json",
-            "--force",  # copy every file
-            "--port",
-            board.port,
-        )
+        rc, out, err = _flash_one(capsys, board.port, "--json", "--force")  # copy every file
         assert rc == 0, err
         (b,) = json.loads(out)["boards"]
         assert b["ok"] and len(b["copied"]) == len(firmware_files()) + 1, b
