@@ -156,14 +156,9 @@ def _manglers(
     )
 
 
-class FaultyStream:
-    """A byte stream that loses and damages data on the way, deterministically by seed.
-
-    ``corrupt``: probability that a byte gets one random bit flipped; ``drop``: that a byte is
-    lost; ``drop_line``: that a whole line (up to and including b"\\n") is lost. ``direction``
-    picks which way is damaged: "both", "read" (data coming from inner) or "write". Every other
-    attribute passes through to the inner stream. ``stats`` counts what was done.
-    """
+class _Damaged:
+    """What FaultyStream and FaultyLink share: the inner object, one mangler per direction
+    and their counts."""
 
     def __init__(
         self,
@@ -180,6 +175,26 @@ class FaultyStream:
     @property
     def stats(self) -> dict[str, dict[str, int]]:
         return {"read": dict(self._rx.stats), "write": dict(self._tx.stats)}
+
+
+def _take_line(buf: bytearray) -> str | None:
+    """The first complete line in buf (removed from it, decoded as a port would), or None."""
+    nl = buf.find(b"\n")
+    if nl < 0:
+        return None
+    out = bytes(buf[:nl]).decode("ascii", errors="replace").rstrip("\r")
+    del buf[: nl + 1]
+    return out
+
+
+class FaultyStream(_Damaged):
+    """A byte stream that loses and damages data on the way, deterministically by seed.
+
+    ``corrupt``: probability that a byte gets one random bit flipped; ``drop``: that a byte is
+    lost; ``drop_line``: that a whole line (up to and including b"\\n") is lost. ``direction``
+    picks which way is damaged: "both", "read" (data coming from inner) or "write". Every other
+    attribute passes through to the inner stream. ``stats`` counts what was done.
+    """
 
     def write(self, data: bytes) -> int:
         out = self._tx(bytes(data))
@@ -200,7 +215,7 @@ class FaultyStream:
         return getattr(self.inner, name)
 
 
-class FaultyLink:
+class FaultyLink(_Damaged):
     """A line link (MemoryLink, SerialLink, anything with send/receive/close) whose traffic is
     damaged as bytes on a wire would be, by the same seedable model as ``FaultyStream``.
 
@@ -213,46 +228,23 @@ class FaultyLink:
     (``virtual``, ``lab``...) passes through to the inner link.
     """
 
-    def __init__(
-        self,
-        inner: Any,
-        corrupt: float = 0.0,
-        drop: float = 0.0,
-        drop_line: float = 0.0,
-        seed: int = 0,
-        direction: str = "both",
-    ) -> None:
-        self.inner = inner
+    def __init__(self, inner: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(inner, *args, **kwargs)
         self.name = f"faulty:{getattr(inner, 'name', 'link')}"
-        self._rx, self._tx = _manglers(corrupt, drop, drop_line, seed, direction)
         self._txbuf = bytearray()
         self._rxbuf = bytearray()
 
-    @property
-    def stats(self) -> dict[str, dict[str, int]]:
-        return {"read": dict(self._rx.stats), "write": dict(self._tx.stats)}
-
-    @staticmethod
-    def _lines(buf: bytearray) -> list[str]:
-        out = []
-        while (nl := buf.find(b"\n")) >= 0:
-            out.append(bytes(buf[:nl]).decode("ascii", errors="replace").rstrip("\r"))
-            del buf[: nl + 1]
-        return out
-
     def send(self, line: str) -> None:
         self._txbuf += self._tx(line.encode("ascii", errors="replace") + b"\n")
-        for out in self._lines(self._txbuf):
+        while (out := _take_line(self._txbuf)) is not None:
             self.inner.send(out)
 
     def receive(self, timeout: float) -> str | None:
-        while (nl := self._rxbuf.find(b"\n")) < 0:
+        while (out := _take_line(self._rxbuf)) is None:
             line = self.inner.receive(timeout)
             if line is None:
                 return None
             self._rxbuf += self._rx(line.encode("ascii", errors="replace") + b"\n")
-        out = bytes(self._rxbuf[:nl]).decode("ascii", errors="replace").rstrip("\r")
-        del self._rxbuf[: nl + 1]
         return out
 
     def close(self) -> None:
