@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from insitu.network.schema import AXES, NetworkError
+from insitu.network.schema import AXES, NetworkError, ParseContext, read_source
 from insitu_node.config import MAX_BONDS, ConfigError, from_dict
 from insitu_node.hal.board import COIL_HZ, SERVO_HZ
 
@@ -242,28 +242,17 @@ class _Use:
     slot: int | None = None  # element pins: the slot, to let its servo and coil share a pwm
 
 
-class _Ctx:
-    def __init__(self, source: str) -> None:
-        self.source = source
+class _Ctx(ParseContext):
+    error = PinMapError
 
-    def fail(self, where: str, reason: str) -> PinMapError:
-        return PinMapError(self.source, where, reason)
-
-    def keys(self, d: Mapping[str, Any], allowed: set[str], where: str) -> None:
-        extra = sorted(set(d) - allowed)
-        if extra:
-            raise self.fail(
-                f"{where}{extra[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
-            )
-
-    def table(self, v: Any, where: str, what: str) -> dict:
+    def value_table(self, v: Any, where: str, what: str) -> dict:
         if not isinstance(v, dict):
             raise self.fail(where, f"must be a table {what}, got {v!r}")
         return v
 
     def pins(self, v: Any, where: str, names: tuple[str, ...]) -> dict[str, int]:
-        d = self.table(v, where, "{" + ", ".join(f"{n} = GPIO" for n in names) + "}")
-        self.keys(d, set(names), where + ".")
+        d = self.value_table(v, where, "{" + ", ".join(f"{n} = GPIO" for n in names) + "}")
+        self.unknown_keys(d, set(names), where + ".")
         out = {}
         for n in names:
             p = d.get(n)
@@ -277,14 +266,7 @@ class _Ctx:
 
 def load_pinmap(path: str | Path) -> PinMap:
     """Read and validate a pin map; raises PinMapError naming file, field and reason."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise PinMapError(str(path), "file", "not found")
-    except OSError as exc:
-        raise PinMapError(str(path), "file", f"cannot read ({exc.strerror})")
-    return parse_pinmap(text, str(path))
+    return parse_pinmap(read_source(path, PinMapError), str(path))
 
 
 def default_pinmap_path(family: str) -> Path:
@@ -298,9 +280,10 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ctx.fail("toml", str(exc))
-    ctx.keys(data, {"pinmap", "slot", "force", "clamp", "disp"}, "")
-    head = ctx.table(data.get("pinmap"), "pinmap", "{name, family, chip, ...}")
-    ctx.keys(head, {"name", "schema", "family", "chip", "board", "description", "wifi"}, "pinmap.")
+    ctx.unknown_keys(data, {"pinmap", "slot", "force", "clamp", "disp"}, "")
+    head = ctx.value_table(data.get("pinmap"), "pinmap", "{name, family, chip, ...}")
+    allowed = {"name", "schema", "family", "chip", "board", "description", "wifi"}
+    ctx.unknown_keys(head, allowed, "pinmap.")
     if head.get("schema", PINMAP_SCHEMA) != PINMAP_SCHEMA:
         raise ctx.fail("pinmap.schema", f"version {head.get('schema')!r} not supported (this is 1)")
     name = head.get("name")
@@ -337,8 +320,8 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
     slots: list[Slot] = []
     for i, rs in enumerate(raw_slots):
         w = f"slot[{i}]"
-        rs = ctx.table(rs, w, "{slot, hx711 | adc, servo?, coil?}")
-        ctx.keys(rs, {"slot", "hx711", "adc", "servo", "coil"}, w + ".")
+        rs = ctx.value_table(rs, w, "{slot, hx711 | adc, servo?, coil?}")
+        ctx.unknown_keys(rs, {"slot", "hx711", "adc", "servo", "coil"}, w + ".")
         if rs.get("slot") != i:
             raise ctx.fail(f"{w}.slot", f"must be {i} (slots are listed in order 0, 1, ...)")
         sensors = [s for s in ("hx711", "adc") if s in rs]
@@ -374,27 +357,27 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
         out = []
         for a, ra in enumerate(raw):
             w = f"{key}[{a}]"
-            ra = ctx.table(ra, w, "{axis, ...}")
+            ra = ctx.value_table(ra, w, "{axis, ...}")
             if ra.get("axis") != AXES[a]:
                 raise ctx.fail(f"{w}.axis", f"must be {AXES[a]!r} (axes are listed x, y, z)")
             out.append(parse(ra, w))
         return tuple(out)
 
     def force(ra: dict, w: str) -> dict[str, int]:
-        ctx.keys(ra, {"axis", "pwm", "dir"}, w + ".")
+        ctx.unknown_keys(ra, {"axis", "pwm", "dir"}, w + ".")
         pins = ctx.pins({k: ra.get(k) for k in ("pwm", "dir") if k in ra}, w, ("pwm", "dir"))
         uses.append(_Use(f"{w}.pwm", pins["pwm"], "pwm", None, COIL_HZ))
         uses.append(_Use(f"{w}.dir", pins["dir"], "out"))
         return pins
 
     def clamp(ra: dict, w: str) -> dict[str, int]:
-        ctx.keys(ra, {"axis", "lock"}, w + ".")
+        ctx.unknown_keys(ra, {"axis", "lock"}, w + ".")
         pins = ctx.pins({k: ra.get(k) for k in ("lock",) if k in ra}, w, ("lock",))
         uses.append(_Use(f"{w}.lock", pins["lock"], "out"))
         return pins
 
     def disp(ra: dict, w: str) -> Disp:
-        ctx.keys(ra, {"axis", "adc", "hx711"}, w + ".")
+        ctx.unknown_keys(ra, {"axis", "adc", "hx711"}, w + ".")
         if ("adc" in ra) == ("hx711" in ra):
             raise ctx.fail(w, "needs exactly one sensor: adc = GPIO or hx711 = {dout, sck}")
         if "adc" in ra:

@@ -155,12 +155,17 @@ class Network:
 # ----------------------------------------------------------------------------- parsing helpers
 
 
-class _Ctx:
+class ParseContext:
+    """Checks of parsed TOML values that fail with one line naming file, field and reason
+    (``error``: the error class; the pin-map parser uses its own)."""
+
+    error: type[NetworkError] = NetworkError
+
     def __init__(self, source: str) -> None:
         self.source = source
 
     def fail(self, where: str, reason: str) -> NetworkError:
-        return NetworkError(self.source, where, reason)
+        return self.error(self.source, where, reason)
 
     def table(self, data: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict:
         v = data.get(key)
@@ -205,7 +210,7 @@ _BOND_MODEL_KEYS = {
 }
 
 
-def _bond_stiffness(ctx: _Ctx, model: Mapping[str, Any], length: float, where: str):
+def _bond_stiffness(ctx: ParseContext, model: Mapping[str, Any], length: float, where: str):
     """(k_init, k_min, k_max) from a bond model: a bar (k = Y w t / L) or a plain spring."""
     kind = model.get("model", "spring")
     if kind == "bar":
@@ -234,7 +239,7 @@ def _bond_stiffness(ctx: _Ctx, model: Mapping[str, Any], length: float, where: s
     raise ctx.fail(f"{where}model", f"unknown bond model {kind!r} (use 'bar' or 'spring')")
 
 
-def _parse_port(ctx: _Ctx, v: Any, where: str, dim: int) -> Port:
+def _parse_port(ctx: ParseContext, v: Any, where: str, dim: int) -> Port:
     if not isinstance(v, str) or v.count(":") != 1:
         raise ctx.fail(where, f"must be 'NODE:AXIS' like '13:y', got {v!r}")
     node_s, axis_s = v.split(":")
@@ -250,20 +255,23 @@ def _parse_port(ctx: _Ctx, v: Any, where: str, dim: int) -> Port:
 # ----------------------------------------------------------------------------- loading
 
 
+def read_source(path: str | Path, error: type[NetworkError] = NetworkError) -> str:
+    """A TOML file's text; a missing or unreadable file is ``error`` naming it."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise error(str(path), "file", "not found")
+    except OSError as exc:
+        raise error(str(path), "file", f"cannot read ({exc.strerror})")
+
+
 def load_network(path: str | Path) -> Network:
     """Read and validate a network file; raises NetworkError naming file, field and reason."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise NetworkError(str(path), "file", "not found")
-    except OSError as exc:
-        raise NetworkError(str(path), "file", f"cannot read ({exc.strerror})")
-    return parse_network(text, str(path))
+    return parse_network(read_source(path), str(path))
 
 
 def parse_network(text: str, source: str = "<network>") -> Network:
-    ctx = _Ctx(source)
+    ctx = ParseContext(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
