@@ -33,20 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from insitu.cli.main import UserError
-    from insitu.hardware.pinmap import PinMapError, load_pinmap, summary, wiring_table
+    from insitu.cli.main import UserError, check_files
+    from insitu.hardware.pinmap import load_pinmap, summary, wiring_table
 
     if args.action == "check":
-        status = 0
-        for f in args.files:
-            try:
-                pm = load_pinmap(f)
-            except PinMapError as exc:
-                print(f"insitu board check: error: {exc}", file=sys.stderr)
-                status = 2
-                continue
-            print(f"{f}: ok — {summary(pm)}")
-        return status
+        return check_files("board", args.files, load_pinmap, summary)
     if args.action == "wiring":
         sys.stdout.write(wiring_table(load_pinmap(args.file)))
         return 0

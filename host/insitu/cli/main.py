@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # name -> module; imported lazily so `insitu solve` does not pay for matplotlib or serial.
 COMMANDS: dict[str, str] = {
@@ -41,6 +42,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from insitu.physics.linear import MechanismError
 
     return (UserError, NetworkError, MechanismError, FileNotFoundError)
+
+
+def check_files(
+    command: str, files: Sequence[str], load: Callable[[str], Any], describe: Callable[[Any], str]
+) -> int:
+    """`insitu COMMAND check FILE...`: one line per file (`FILE: ok — ...` or an error line on
+    stderr); exit status 2 if any file is invalid."""
+    status = 0
+    for f in files:
+        try:
+            what = load(f)
+        except ValueError as exc:
+            print(f"insitu {command} check: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{f}: ok — {describe(what)}")
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

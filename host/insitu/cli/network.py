@@ -31,22 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from insitu.cli.main import UserError
+    from insitu.cli.main import UserError, check_files
 
     if args.action == "check":
-        status = 0
-        for f in args.files:
-            try:
-                net = load_network(f)
-            except ValueError as exc:
-                print(f"insitu network check: error: {exc}", file=sys.stderr)
-                status = 2
-                continue
-            print(
-                f"{f}: ok — {net.name}: {net.n_nodes} nodes, {net.n_bonds} bonds, "
-                f"{len(net.boards)} boards, io sets: {', '.join(net.io) or 'none'}"
-            )
-        return status
+        return check_files(
+            "network", args.files, load_network,
+            lambda net: f"{net.name}: {net.n_nodes} nodes, {net.n_bonds} bonds, "
+            f"{len(net.boards)} boards, io sets: {', '.join(net.io) or 'none'}",
+        )  # fmt: skip
     try:
         if args.action == "triangular":
             doc = generate.triangular(

@@ -27,7 +27,7 @@ import copy
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,27 +137,21 @@ _DEVKITC_HEADER = {
 _ESP32_ADC1 = {g: f"ADC1_CH{c}" for c, g in enumerate((36, 37, 38, 39, 32, 33, 34, 35))}
 _ESP32_ADC2 = {g: f"ADC2_CH{c}" for c, g in enumerate((4, 0, 2, 15, 13, 12, 14, 27, 25, 26))}
 
+_RP2040 = Chip(
+    name="rp2040",
+    firmware_family="rp2",
+    board="Raspberry Pi Pico",
+    n_gpio=30,
+    header=_PICO_HEADER,
+    internal=_PICO_INTERNAL,
+    adc=_RP2_ADC,
+)
+
 CHIPS: dict[str, Chip] = {
-    "rp2040": Chip(
-        name="rp2040",
-        firmware_family="rp2",
-        board="Raspberry Pi Pico",
-        n_gpio=30,
-        header=_PICO_HEADER,
-        internal=_PICO_INTERNAL,
-        adc=_RP2_ADC,
-    ),
+    "rp2040": _RP2040,
     # RP2350A (QFN-60, the Pico 2's chip): same GPIO 0-29, same slice mapping for them, same
     # ADC pins and the same Pico header, so a Pico 2 drops into a Pico node unchanged.
-    "rp2350": Chip(
-        name="rp2350",
-        firmware_family="rp2",
-        board="Raspberry Pi Pico 2",
-        n_gpio=30,
-        header=_PICO_HEADER,
-        internal=_PICO_INTERNAL,
-        adc=_RP2_ADC,
-    ),
+    "rp2350": replace(_RP2040, name="rp2350", board="Raspberry Pi Pico 2"),
     "esp32": Chip(
         name="esp32",
         firmware_family="esp32",
