@@ -17,7 +17,7 @@ from insitu.emulator import faults
 from insitu.emulator.faults import FaultyLink
 from insitu.emulator.inprocess import InProcessLab
 from insitu.network.schema import Network, load_network
-from insitu.rig.session import Rig, expected_configs
+from insitu.rig.session import Rig, RigError, expected_configs
 from insitu.tasks import make_task
 from insitu.tasks.base import Task
 from insitu.trainers import insitu
@@ -97,20 +97,25 @@ class Trigger:
     """A link that does something to the lab right after the n-th line of a given op is sent
     (retries count): power-cycle a board in the middle of a phase, break a sensor mid-run."""
 
-    def __init__(self, inner, op: str, actions: dict[int, Callable[[], object]]) -> None:
-        self.inner, self.op, self.actions = inner, op, actions
+    def __init__(
+        self, inner, op: str, actions: dict[int, Callable[[], object]], before: bool = False
+    ) -> None:
+        self.inner, self.op, self.actions, self.before = inner, op, actions, before
         self.name = inner.name
         self.virtual = True
         self.count = 0
         self.fired = 0
 
     def send(self, line: str) -> None:
-        self.inner.send(line)
+        if not self.before:
+            self.inner.send(line)
         if f" {self.op} " in line:
             self.count += 1
             if self.count in self.actions:
                 self.actions[self.count]()
                 self.fired += 1
+        if self.before:  # the action lands before the line does
+            self.inner.send(line)
 
     def receive(self, timeout: float) -> str | None:
         return self.inner.receive(timeout)
@@ -186,3 +191,26 @@ def test_broken_bond_mid_run_relearns(net, task):
     assert b.final.train_loss < loss_after  # relearned with the bond gone
     acc = (a.final.train_accuracy, acc_after, b.final.train_accuracy)
     print(f"\ndamage: bond {bond} broken; train accuracy before/right after/retrained {acc}")
+
+
+def test_reboot_just_before_a_snapshot_save_never_relabels_a_checkpoint(net, task, tmp_path):
+    """Board 2 loses power just before the run store's 3rd snapshot `save` reaches it: it boots
+    into the previous checkpoint and must not save that state under the new label (it refuses:
+    `step: state is checkpoint 1`). Resume then finds that checkpoint on every board."""
+    from insitu.store import RunStore
+    from insitu.store.recorder import Recorder, board_checkpoint
+
+    lab, rig, link = _rig(
+        net, lambda lab, ln: Trigger(ln, "save", {3: lambda: lab.reboot(2)}, before=True)
+    )
+    with RunStore(tmp_path / "s.sqlite") as store:
+        run = store.create_run("insitu", task.name, 0, {}, net, "ideal")
+        rec = Recorder(store, run, rig=rig, snapshot_every=1)
+        cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
+        with pytest.raises(RigError, match="state is checkpoint 1"):
+            insitu.train(net, task, cfg, callbacks=[rec], rig=rig, eval_every=2)
+        assert link.fired == 1
+        rig.recover(None)
+        ckpt = board_checkpoint(store, run, rig)
+    assert ckpt.step == 1  # snapshots 0, 1, 2 in the store; board 2 never held 2
+    assert {i["step"] for i in rig.broadcast("identify").values()} == {1}

@@ -651,6 +651,8 @@ class Node:
         step = a["step"]
         if step is None:  # no number: the state keeps the label of the checkpoint in use
             step = self.ckpt
+        elif self.ckpt is not None and step != self.ckpt:  # e.g. rebooted before this save:
+            raise ArgError("step", f"state is checkpoint {self.ckpt}")  # never relabel it
         rotate = step is None or step != self.ckpt  # a checkpoint saved again keeps the backup
         old = self.ckpt
         self.ckpt = step

@@ -125,6 +125,11 @@ def test_save_load_by_step():
     assert h.one("load", {"step": 7}).args["field"] == "step"
     assert h.one("load", {"step": 2}).op == "ok" and list(node.k) == [130.0, 150.0]
     assert node.gain[0] == 2e-9
+    # a node that rebooted into checkpoint 2 and then gets the host's `save step=3` (meant for
+    # the state it lost) refuses: its flash must never call checkpoint 2's state checkpoint 3
+    r = h.one("save", {"step": 3})
+    assert r.op == "err" and r.args["field"] == "step" and node.ckpt == 2
+    assert h.one("load", {"step": 3}).op == "err"
     h.one("set", {"k": [131.0, 151.0]})  # changed: a save without a step is no checkpoint
     h.one("save")
     _, n2, h2 = _node(storage=st, boots=2)
@@ -173,8 +178,9 @@ def test_power_cut_at_every_write_step_of_a_save():
     for budget in range(total):
         cut = CutStorage(base, budget)
         n = emulated(fx.config(2), VaryBus(), storage=cut, boots=2)
-        n.kb[0], n.kb[1] = 140.0, 145.0
-        ok = fx.Host(n).one("save", {"step": 3}).op == "ok"
+        hn = fx.Host(n)
+        hn.one("set", {"k": [140.0, 145.0]})  # booted into checkpoint 2, then learned
+        ok = hn.one("save", {"step": 3}).op == "ok"
         fresh = emulated(fx.config(2), VaryBus(), storage=MemStorage(), boots=3)
         fresh.hal.storage.files = dict(cut.files)
         fresh._restore()

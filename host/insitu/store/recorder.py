@@ -321,12 +321,14 @@ def _load_checkpoint(
         except RigError:
             continue  # some board does not hold it
         k, opt = _board_state(rig)
-        if not _same_state(c, k, opt):
-            raise StoreError(
-                f"the boards' checkpoint {c.step} is not the one run {run} stored "
-                f"(Adam step {opt.get('t')}, stored {c.opt.get('t') if c.opt else None})"
-            )
-        return c
+        if _same_state(c, k, opt):
+            return c
+        # a board holds another state under this label (firmware before the refusal to
+        # relabel a checkpoint): try the one before
+        mismatch = StoreError(
+            f"the boards' checkpoint {c.step} is not the one run {run} stored "
+            f"(Adam step {opt.get('t')}, stored {c.opt.get('t') if c.opt else None})"
+        )
     raise mismatch
 
 
