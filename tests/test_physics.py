@@ -420,10 +420,31 @@ def test_nonlinear_reduces_to_linear_for_small_loads() -> None:
 @settings(max_examples=examples(20))
 @given(problems(dims=(2, 3), prescribed=False))
 def test_nonlinear_matches_linear_on_random_networks_at_small_load(p: Problem) -> None:
-    f = 1e-3 * p.f  # strains ~1e-6
-    u_nl = solve_nonlinear(p.positions, p.bonds, p.k, p.clamped, f).u
-    u_lin = equilibrium(p).solve(f)
-    assert rel(u_nl, u_lin) < 1e-4
+    """The nonlinear solution tends to the linear one, to first order in the load.
+
+    A fixed tolerance on the difference at one load is not the property: near a mechanism the
+    geometric nonlinearity is amplified (a clean-clone run once drew 2.09e-4 at strains ~1e-6;
+    600 random draws gave at most 6.7e-5). What holds for every rigid network is that the
+    difference shrinks in proportion to the load, down to the nonlinear solver's rounding floor:
+    its stretches s = |x_j - x_i| - L0 cancel, so they carry an error of eps * L0, which is
+    eps * L0 / |u| relative to the displacement, amplified by cond(K_ff) (over 400 random
+    draws the deviation from the first-order trend reached 1.6x that, so 10x is the bound).
+    """
+    eq = equilibrium(p)
+    free = ~p.clamped
+    K_ff = stiffness_matrix(p.C, p.k).toarray()[np.ix_(free, free)]
+    span = p.positions[p.bonds[:, 1]] - p.positions[p.bonds[:, 0]]
+    L0 = float(np.max(np.linalg.norm(span, axis=1)))
+    diffs, floors = [], []
+    for scale in (1e-2, 1e-3):  # strains ~1e-5, ~1e-6
+        f = scale * p.f
+        u_lin = eq.solve(f)
+        u_nl = solve_nonlinear(p.positions, p.bonds, p.k, p.clamped, f, tol=1e-14).u
+        diffs.append(rel(u_nl, u_lin))
+        u_max = float(np.max(np.abs(u_lin)))
+        floors.append(10 * np.finfo(float).eps * np.linalg.cond(K_ff) * L0 / u_max)
+    assert diffs[1] < 1e-3
+    assert abs(diffs[1] - diffs[0] / 10) <= 0.2 * diffs[0] / 10 + floors[1]
 
 
 def test_stiffness_matrix_is_ct_k_c() -> None:
