@@ -3,10 +3,13 @@
 Networks are the generator's triangular lattices (``insitu network triangular``), square patches
 of about N nodes, top row clamped, loaded at the generated input nodes. For each size:
 
-- sparse (the path every simulator and the emulator use): assembly of C and K, SuperLU
-  factorisation of K_ff alone (``factorise_s``), the whole ``Equilibrium`` set-up a caller pays
-  (slicing, factorisation, mechanism checks; ``setup_s``), and one solve against that
-  factorisation (``solve_s``), plus the residual as a correctness check;
+- sparse (the path every simulator and the emulator use): assembly of C and K, and of K_ff and
+  K_fc from a precomputed pattern when only k changes (``pattern_assemble_s``); the project's
+  factorisation of K_ff alone (``factorise_s``: SuperLU in symmetric mode), plain scipy's default
+  SuperLU (COLAMD ordering, ``scipy_colamd_factorise_s``) and CHOLMOD where the sksparse-minimal
+  wheel is installed (``cholmod_factorise_s``) on the same matrix; the whole ``Equilibrium``
+  set-up a caller pays (slicing, factorisation, mechanism check; ``setup_s``) and one solve
+  against that factorisation (``solve_s``), plus the residual as a correctness check;
 - dense, side by side on the same K_ff: Cholesky factorisation (``dense_factorise_s``, the dense
   analogue of factorise-once) and one solve (``dense_solve_s``); skipped with a reason above
   --dense-max nodes or when the matrix would not fit in memory.
@@ -27,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from insitu.physics.linear import _DENSE_CHECK_MAX
 
 HELP = "equilibrium solve time vs network size: sparse factorise-once vs dense"
 
@@ -83,10 +84,26 @@ def timed(fn: Callable[[], Any], single: bool = False) -> tuple[float, Any]:
             return statistics.median(times), out
 
 
+def cholmod_factorise() -> Callable[[Any], Any] | None:
+    """CHOLMOD's sparse Cholesky from PyPI's sksparse-minimal wheel, for comparison only (it
+    aborts the process on a singular matrix, so the library does not use it)."""
+    try:
+        from sksparse_minimal import SparseCholesky
+    except ImportError:
+        return None
+    return SparseCholesky
+
+
 def measure_sparse(net: dict[str, Any]) -> dict[str, Any]:
     import scipy.sparse.linalg as spla
 
-    from insitu.physics.linear import Equilibrium, compatibility, stiffness_matrix
+    from insitu.physics.linear import (
+        Equilibrium,
+        StiffnessPattern,
+        compatibility,
+        factorise_spd,
+        stiffness_matrix,
+    )
 
     big = net["positions"].shape[0] > 20_000
     pos, bonds, k, clamped, f = (net[x] for x in ("positions", "bonds", "k", "clamped", "f"))
@@ -98,20 +115,39 @@ def measure_sparse(net: dict[str, Any]) -> dict[str, Any]:
     t_asm, (C, K) = timed(assemble, big)
     free = np.flatnonzero(~clamped)
     Kff = K[free][:, free].tocsc()
-    t_fact, lu = timed(lambda: spla.splu(Kff, permc_spec="COLAMD"), big)
+    pattern = StiffnessPattern(C, clamped)
+    t_pattern, _ = timed(lambda: pattern.blocks(k), big)
+    # the project's factorisation (SuperLU, symmetric mode) and plain scipy's default (COLAMD)
+    t_fact, _ = timed(lambda: factorise_spd(Kff), big)
+    t_colamd, lu = timed(lambda: spla.splu(Kff, permc_spec="COLAMD"), big)
     t_setup, eq = timed(lambda: Equilibrium(C, k, clamped), big)
     t_solve, u = timed(lambda: eq.solve(f))
     residual = float(np.linalg.norm(Kff @ u[free] - f[free]) / np.linalg.norm(f[free]))
-    return {
+    out = {
         "assemble_s": t_asm,
+        "pattern_assemble_s": t_pattern,
         "factorise_s": t_fact,
+        "scipy_colamd_factorise_s": t_colamd,
+        "scipy_colamd_fill_nnz": int(lu.L.nnz + lu.U.nnz),
         "setup_s": t_setup,
         "solve_s": t_solve,
-        "fill_nnz": int(lu.L.nnz + lu.U.nnz),
         "residual": residual,
         "u": u,
         "Kff": Kff,
     }
+    cholmod = cholmod_factorise()
+    if cholmod is None:
+        out["cholmod"] = "not installed (pip install sksparse-minimal)"
+    else:
+        t_chol, ch = timed(lambda: cholmod(Kff), big)
+        t_chol_solve, u_chol = timed(lambda: ch.solve_A(f[free]))
+        out["cholmod"] = "measured"
+        out["cholmod_factorise_s"] = t_chol
+        out["cholmod_solve_s"] = t_chol_solve
+        out["cholmod_vs_project_rel_diff"] = float(
+            np.linalg.norm(u_chol - u[free]) / np.linalg.norm(u[free])
+        )
+    return out
 
 
 def dense_skip_reason(n_nodes: int, n_free: int, dense_max: int) -> str | None:
@@ -185,8 +221,8 @@ def measure_size(target: int, dense_max: int) -> dict[str, Any]:
         "lattice": f"{net['rows']}x{net['rows']}",
         "bonds": int(len(net["bonds"])),
         "free_dofs": n_free,
-        # Equilibrium's mechanism check: exact eigenvalues (O(n^3)) up to a size, then pivots
-        "mechanism_check": "dense eigen" if n_free <= _DENSE_CHECK_MAX else "sparse pivots",
+        # Equilibrium's mechanism check: inverse iteration on the factorisation (a few solves)
+        "mechanism_check": "inverse iteration",
     }
     sp = measure_sparse(net)
     Kff, u = sp.pop("Kff"), sp.pop("u")
@@ -213,12 +249,14 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"solver benchmark on {m['cpu']} ({m['cores']} cores), numpy {m['numpy']}, "
         f"scipy {m['scipy']}",
-        f"{'nodes':>8} {'bonds':>8} {'factorise':>10} {'setup':>10} {'solve':>10} "
-        f"{'dense fac':>10} {'dense sol':>10}   (ms)",
+        f"{'nodes':>8} {'bonds':>8} {'factorise':>10} {'colamd':>10} {'cholmod':>10} "
+        f"{'setup':>10} {'solve':>10} {'dense fac':>10} {'dense sol':>10}   (ms)",
     ]
     for r in result["sizes"]:
         lines.append(
-            f"{r['nodes']:>8} {r['bonds']:>8} {_ms(r['factorise_s'])} {_ms(r['setup_s'])} "
+            f"{r['nodes']:>8} {r['bonds']:>8} {_ms(r['factorise_s'])} "
+            f"{_ms(r['scipy_colamd_factorise_s'])} {_ms(r.get('cholmod_factorise_s'))} "
+            f"{_ms(r['setup_s'])} "
             f"{_ms(r['solve_s'])} {_ms(r.get('dense_factorise_s'))} {_ms(r.get('dense_solve_s'))}"
             + (f"   dense skipped: {r['dense_skipped']}" if r["dense"] == "skipped" else "")
         )
@@ -228,24 +266,30 @@ def summary(result: dict[str, Any]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     out = [
-        "| nodes | bonds | sparse factorise (ms) | sparse set-up (ms) | sparse solve (ms) "
+        "| nodes | bonds | factorise (ms) | scipy COLAMD factorise (ms) "
+        "| CHOLMOD factorise (ms) | set-up (ms) | solve (ms) "
         "| dense factorise (ms) | dense solve (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def cell(v: Any) -> str:
-        return f"{v * 1e3:.3g}" if isinstance(v, float) else "skipped"
+    def cell(v: Any, missing: str = "skipped") -> str:
+        return f"{v * 1e3:.3g}" if isinstance(v, float) else missing
 
     for r in result["sizes"]:
         out.append(
-            f"| {r['nodes']:,} | {r['bonds']:,} | {cell(r['factorise_s'])} | {cell(r['setup_s'])}"
+            f"| {r['nodes']:,} | {r['bonds']:,} | {cell(r['factorise_s'])}"
+            f" | {cell(r['scipy_colamd_factorise_s'])}"
+            f" | {cell(r.get('cholmod_factorise_s'), 'not installed')} | {cell(r['setup_s'])}"
             f" | {cell(r['solve_s'])} | {cell(r.get('dense_factorise_s'))}"
             f" | {cell(r.get('dense_solve_s'))} |"
         )
     out.append("")
     out.append(
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, "
-        f"scipy {m['scipy']}. Sparse: SuperLU (one thread). Dense: Cholesky (LAPACK). "
+        f"scipy {m['scipy']}. Factorise and set-up: the project's path, SuperLU in symmetric "
+        "mode (MMD on A^T+A, diagonal pivots; one thread); scipy COLAMD: `splu`'s default "
+        "ordering on the same matrix; CHOLMOD: sksparse-minimal's wheel, for comparison only "
+        "(it aborts the process on a singular matrix). Dense: Cholesky (LAPACK). "
         f"BLAS threads: {result['blas_threads']}."
     )
     return "\n".join(out) + "\n"
@@ -261,6 +305,16 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     n = [r["nodes"] for r in rows]
     ax.loglog(n, [r["factorise_s"] for r in rows], "o-", color="C0", label="sparse factorise")
+    ax.loglog(
+        n, [r["scipy_colamd_factorise_s"] for r in rows], "x-", color="C2",
+        label="scipy splu (COLAMD) factorise",
+    )  # fmt: skip
+    chol = [r for r in rows if r.get("cholmod") == "measured"]
+    if chol:
+        ax.loglog(
+            [r["nodes"] for r in chol], [r["cholmod_factorise_s"] for r in chol], "^-",
+            color="C3", label="CHOLMOD factorise",
+        )  # fmt: skip
     ax.loglog(n, [r["setup_s"] for r in rows], ":", color="C0", label="sparse Equilibrium set-up")
     ax.loglog(n, [r["solve_s"] for r in rows], "s-", color="C1", label="sparse solve (per load)")
     dense = [r for r in rows if r["dense"] == "measured"]

@@ -523,8 +523,8 @@ def check_rigid(net: Network) -> None:
     """Refuse a network with zero-energy modes under its supports (a mechanism).
 
     Uses the initial stiffnesses; zero-energy modes do not depend on k > 0, so this holds for
-    every stiffness within bounds. Small networks get an exact eigen check that names the
-    nodes that move freely; large ones a sparse factorisation with a pivot test.
+    every stiffness within bounds. The check (inverse iteration on the factorisation) names
+    the nodes that move freely.
     """
     from insitu.physics.linear import Equilibrium, MechanismError, compatibility
 

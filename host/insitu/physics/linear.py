@@ -4,11 +4,18 @@ Geometry is data (positions, bond index pairs); functions are pure. ``Equilibriu
 K_ff once per stiffness state and clamp set, then solves any number of load cases (forward,
 adjoint, a whole batch) against that one factorisation. The sign convention is imported from
 ``insitu_node.learning.convention`` and never restated here.
+
+K_ff of a rigid, clamped network is symmetric positive definite, and the factorisation uses
+that: SuperLU in its symmetric mode (minimum-degree ordering of A^T + A, diagonal pivots) fills
+in about 2/3 of what the general COLAMD ordering does (docs/bench/solver.md compares it with
+CHOLMOD, which is faster but whose PyPI wheel aborts the process on a singular matrix).
+Zero-energy modes are found by inverse iteration on the factorisation (a few solves, no dense
+algebra, no extraction of the factor), which also names the nodes that move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -17,10 +24,12 @@ import scipy.sparse.linalg as spla
 
 from insitu_node.learning.convention import adjoint_force, adjoint_gradient
 
-# Networks up to this many free DOFs get an exact eigen check for mechanisms.
-_DENSE_CHECK_MAX = 1500
-# A pivot this small relative to the largest is a zero-energy mode, not a soft spring.
-_PIVOT_RTOL = 1e-11
+# An eigenvalue of K_ff this small relative to its largest diagonal entry (a lower bound on
+# the largest eigenvalue) is a zero-energy mode, not a soft spring.
+_MODE_RTOL = 1e-11
+# Inverse iterations of the mechanism check: a zero-energy mode dominates the iterate after one
+# (it is amplified by lambda_2 / lambda_0 > 1e11); the Rayleigh quotient bounds lambda_0 above.
+_MODE_ITERATIONS = 3
 
 
 class MechanismError(ValueError):
@@ -54,6 +63,72 @@ def stiffness_matrix(C: sp.csr_matrix, k: np.ndarray) -> sp.csr_matrix:
     return (C.T @ sp.diags(k) @ C).tocsr()
 
 
+class StiffnessPattern:
+    """K_ff and K_fc as linear maps of k, for one network and clamp set.
+
+    K's entries are sums of k_b C_bi C_bj: each block's values are a fixed sparse matrix times
+    k, so a new stiffness state is one product instead of C^T diag(k) C, slicing and sorting.
+    Build it once per topology and clamp set; ``Equilibrium(..., pattern=p)`` uses it.
+    """
+
+    def __init__(self, C: sp.csr_matrix, clamped: np.ndarray) -> None:
+        clamped = np.asarray(clamped, dtype=bool)
+        self.shape = C.shape
+        self.clamped = clamped
+        C = C.tocsr()
+        free, fixed = np.flatnonzero(~clamped), np.flatnonzero(clamped)
+        Cf, Cc = C[:, free].tocsr(), C[:, fixed].tocsr()
+        self._ff = self._block(Cf, Cf, csc=True)
+        self._fc = self._block(Cf, Cc, csc=False)
+
+    @staticmethod
+    def _block(A: sp.csr_matrix, B: sp.csr_matrix, csc: bool) -> tuple:
+        """A^T diag(k) B as (indptr, indices, V, shape, format) with data = V @ k."""
+        A.sort_indices()
+        B.sort_indices()
+        nb = A.shape[0]
+        a_row = np.repeat(np.arange(nb), np.diff(A.indptr))  # bond of each entry of A
+        cnt = np.diff(B.indptr)[a_row]  # entries of B in the same bond's row
+        rep = np.repeat(np.arange(a_row.size), cnt)
+        first = np.repeat(np.cumsum(cnt) - cnt, cnt)
+        q = B.indptr[a_row[rep]] + (np.arange(rep.size) - first)
+        # every contribution k_b A_bi B_bj: its entry (r, c), bond b and weight
+        r, c = A.indices[rep].astype(np.int64), B.indices[q].astype(np.int64)
+        bond = a_row[rep]
+        w = A.data[rep] * B.data[q]
+        shape = (A.shape[1], B.shape[1])
+        fmt = sp.csc_matrix if csc else sp.csr_matrix
+        struct = fmt((np.ones(r.size), (r, c)), shape=shape)
+        struct.sum_duplicates()
+        struct.sort_indices()
+        # stored entries in data order, keyed major * minor_size + minor, ascending
+        n_minor = shape[0] if csc else shape[1]
+        major = np.repeat(np.arange(struct.indptr.size - 1), np.diff(struct.indptr))
+        keys = major * n_minor + struct.indices
+        want = c * n_minor + r if csc else r * n_minor + c
+        V = sp.csr_matrix((w, (np.searchsorted(keys, want), bond)), shape=(struct.nnz, nb))
+        return struct.indptr, struct.indices, V, shape, fmt
+
+    def blocks(self, k: np.ndarray) -> tuple[sp.spmatrix, sp.spmatrix]:
+        """(K_ff as CSC, K_fc as CSR) for stiffness k."""
+        out = []
+        for indptr, indices, values, shape, fmt in (self._ff, self._fc):
+            out.append(fmt((values @ k, indices, indptr), shape=shape))
+        return out[0], out[1]
+
+
+def factorise_spd(A: sp.csc_matrix) -> Callable[[np.ndarray], np.ndarray]:
+    """A solve function for the symmetric positive-definite A, factorised once (SuperLU in
+    symmetric mode). Raises RuntimeError when A is exactly singular."""
+    lu = spla.splu(
+        A,
+        permc_spec="MMD_AT_PLUS_A",
+        diag_pivot_thresh=0.0,
+        options={"SymmetricMode": True},
+    )
+    return lu.solve
+
+
 class Equilibrium:
     """One stiffness state and clamp set, factorised once; solve() is cheap after that.
 
@@ -71,6 +146,7 @@ class Equilibrium:
         node_ids: Sequence[int] | None = None,
         dim: int = 2,
         check_modes: bool = True,
+        pattern: StiffnessPattern | None = None,
     ) -> None:
         k = np.asarray(k, dtype=float)
         if k.shape != (C.shape[0],):
@@ -85,30 +161,65 @@ class Equilibrium:
         self.free = np.flatnonzero(~self.clamped)
         self.fixed = np.flatnonzero(self.clamped)
         self.node_ids = list(node_ids) if node_ids is not None else None
-        K = stiffness_matrix(C, k)
-        self.K = K
-        Kf = K[self.free][:, self.free].tocsc()
-        self._K_fc = K[self.free][:, self.fixed].tocsr()
+        self._K: sp.csr_matrix | None = None
+        if pattern is not None:
+            if pattern.shape != C.shape or not np.array_equal(pattern.clamped, self.clamped):
+                raise ValueError("pattern was built for another network or clamp set")
+            Kf, self._K_fc = pattern.blocks(k)
+        else:
+            K = self._K = stiffness_matrix(C, k)
+            Kf = K[self.free][:, self.free].tocsc()
+            self._K_fc = K[self.free][:, self.fixed].tocsr()
         if self.free.size == 0:
             self._solve = lambda rhs: rhs
             return
-        # zero-energy modes depend on the topology and clamps only (every k > 0), so a caller
-        # that already checked this clamp set may skip the exact (cubic) eigen check
-        if check_modes and self.free.size <= _DENSE_CHECK_MAX:
-            self._check_dense(Kf.toarray())
         try:
-            lu = spla.splu(Kf, permc_spec="COLAMD")
-        except RuntimeError as exc:  # "Factor is exactly singular"
-            raise MechanismError(self._mechanism_message(None, str(exc))) from None
-        piv = np.abs(lu.U.diagonal())
-        if piv.min() <= _PIVOT_RTOL * piv.max():
-            raise MechanismError(self._mechanism_message(None, "near-zero pivot in K_ff"))
-        self._solve = lu.solve
+            self._solve = factorise_spd(Kf)
+        except RuntimeError as exc:  # "Factor is exactly singular", "not positive definite"
+            raise MechanismError(self._mechanism_message(self._soft_mode(Kf), str(exc))) from None
+        # zero-energy modes depend on the topology and clamps only (every k > 0), so a caller
+        # that already checked this clamp set may skip the check
+        if check_modes:
+            self._check_modes(Kf)
 
-    def _check_dense(self, Kf: np.ndarray) -> None:
-        w, v = scipy.linalg.eigh(Kf)
-        if w[0] <= _PIVOT_RTOL * max(w[-1], 1e-300):
-            raise MechanismError(self._mechanism_message(v[:, 0], "zero-energy mode"))
+    def _inverse_iteration(self, Kf: sp.csc_matrix, solve: Callable[[np.ndarray], np.ndarray]):
+        """Yield (unit iterate, Rayleigh quotient) of inverse iteration from a fixed start."""
+        x = np.random.default_rng(0x5EED).standard_normal(Kf.shape[0])
+        for _ in range(_MODE_ITERATIONS):
+            y = solve(x / np.linalg.norm(x))
+            if not np.all(np.isfinite(y)):
+                return
+            x = y / np.linalg.norm(y)
+            yield x, float(x @ (Kf @ x))  # the quotient is >= the smallest eigenvalue
+
+    def _soft_mode(self, Kf: sp.csc_matrix) -> np.ndarray | None:
+        """The softest mode of a K_ff that would not factorise (shifted inverse iteration), to
+        name the nodes that move; None if even the shifted matrix will not factorise."""
+        shift = 1e-8 * float(Kf.diagonal().max())
+        try:
+            solve = factorise_spd((Kf + shift * sp.eye(Kf.shape[0], format="csc")).tocsc())
+        except RuntimeError:
+            return None
+        iterates = [x for x, _ in self._inverse_iteration(Kf, solve)]
+        return iterates[-1] if iterates else None
+
+    @property
+    def K(self) -> sp.csr_matrix:
+        """The full stiffness matrix (assembled on first use when built from a pattern)."""
+        if self._K is None:
+            self._K = stiffness_matrix(self.C, self.k)
+        return self._K
+
+    def _check_modes(self, Kf: sp.csc_matrix) -> None:
+        """Inverse iteration for the softest mode: MechanismError if it costs no energy."""
+        scale = float(Kf.diagonal().max())  # <= the largest eigenvalue
+        n = 0
+        for x, q in self._inverse_iteration(Kf, self._solve):
+            n += 1
+            if q <= _MODE_RTOL * scale:
+                raise MechanismError(self._mechanism_message(x, "zero-energy mode"))
+        if n < _MODE_ITERATIONS:  # the factor's solves overflowed: numerically singular
+            raise MechanismError(self._mechanism_message(self._soft_mode(Kf), "singular K_ff"))
 
     def _mechanism_message(self, mode: np.ndarray | None, why: str) -> str:
         msg = (
