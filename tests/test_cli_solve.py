@@ -118,3 +118,22 @@ def test_bad_k_is_one_line_and_status_2(
     assert main(["solve", str(li_mao_path), "--load", "11:0,-0.049", "--k", k]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and "--k" in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`insitu solve ... | head -1`: no BrokenPipeError traceback, the SIGPIPE status (141).
+    The table (~0.5 MB) is larger than any pipe buffer, so the write must fail: no race."""
+    import subprocess
+    import sys
+
+    net = tmp_path / "t40.toml"
+    assert main(["network", "triangular", "--rows", "40", "-o", str(net)]) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insitu.cli.main", "solve", str(net), "--load", "1600:0,-0.049"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"triangular")
+    proc.stdout.close()  # the reader is gone long before the table is written
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
