@@ -137,3 +137,12 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
     proc.stdout.close()  # the reader is gone long before the table is written
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""
+
+
+def test_nonlinear_json_reports_the_tangent(
+    capsys: pytest.CaptureFixture[str], li_mao_path: Path
+) -> None:
+    doc = solve_json(capsys, str(li_mao_path), "--nonlinear", "--load", "11:0,-4.116")
+    assert doc["tangent"]["saddles_left"] == 1 and doc["tangent"]["min_eigenvalue"] > 10
+    assert "tangent" not in solve_json(capsys, str(li_mao_path), "--load", "11:0,-0.049")
+

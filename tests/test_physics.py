@@ -15,6 +15,7 @@ from strategies import Problem, examples, problems
 
 from insitu.network.generate import triangular
 from insitu.network.schema import load_network
+from insitu.physics import nonlinear
 from insitu.physics.linear import (
     Equilibrium,
     MechanismError,
@@ -23,6 +24,8 @@ from insitu.physics.linear import (
     stiffness_matrix,
 )
 from insitu.physics.nonlinear import (
+    UnstableEquilibriumError,
+    energy,
     solve_nonlinear,
     tangent_adjoint_gradient,
     tangent_stiffness,
@@ -467,6 +470,38 @@ def test_nonlinear_matches_linear_on_random_networks_at_small_load(p: Problem) -
         floors.append(10 * np.finfo(float).eps * np.linalg.cond(K_ff) * L0 / u_max)
     assert diffs[1] < 1e-3
     assert abs(diffs[1] - diffs[0] / 10) <= 0.2 * diffs[0] / 10 + floors[1]
+
+
+def test_heavy_symmetric_load_snaps_sideways_to_the_stable_state() -> None:
+    """420 g at node 11 of li-mao: Newton from rest converges to the mirror-symmetric state,
+    a saddle (tangent eigenvalue -36 N/m); the solver leaves it for the asymmetric state,
+    which is stable and holds less energy."""
+    net, _ = li_mao()
+    clamped = net.clamped_dofs()
+    f = port_load(net, 11, -0.42 * 9.8)
+    args = (net.positions, net.bonds, net.k_init, clamped, f)
+    saddle = solve_nonlinear(*args, stable=False)
+    assert saddle.min_curvature < -30 and not saddle.stable and saddle.escaped == 0
+    x11 = net.index(11) * 2
+    assert abs(saddle.u[x11]) < 1e-12  # on the mirror line
+    state = solve_nonlinear(*args)
+    assert state.stable and state.min_curvature > 10 and state.escaped == 1
+    assert abs(state.u[x11]) > 1e-4  # off it
+    assert energy(*args[:3], state.u, f) < energy(*args[:3], saddle.u, f) - 1e-3
+    KT, G, s = tangent_stiffness(net.positions, net.bonds, net.k_init, state.u)
+    r = (G.T @ (net.k_init * s) - f)[~clamped]
+    assert np.linalg.norm(r) < 1e-9 * np.linalg.norm(f)  # an equilibrium
+    # a small load has a stable equilibrium at once: nothing to leave
+    small = solve_nonlinear(net.positions, net.bonds, net.k_init, clamped, 1e-3 * f)
+    assert small.stable and small.escaped == 0
+
+
+def test_a_solve_that_cannot_leave_its_saddles_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, _ = li_mao()
+    monkeypatch.setattr(nonlinear, "MAX_ESCAPES", 0)
+    f = port_load(net, 11, -0.42 * 9.8)
+    with pytest.raises(UnstableEquilibriumError, match="only unstable equilibria"):
+        solve_nonlinear(net.positions, net.bonds, net.k_init, net.clamped_dofs(), f)
 
 
 def test_stiffness_matrix_is_ct_k_c() -> None:

@@ -40,8 +40,9 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from insitu.network.schema import NetworkError
     from insitu.physics.linear import MechanismError
+    from insitu.physics.nonlinear import ConvergenceError
 
-    return (UserError, NetworkError, MechanismError, FileNotFoundError)
+    return (UserError, NetworkError, MechanismError, ConvergenceError, FileNotFoundError)
 
 
 def check_files(

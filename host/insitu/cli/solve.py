@@ -70,11 +70,10 @@ def run(args: argparse.Namespace) -> int:
         if not (math.isfinite(args.k) and args.k > 0):
             raise UserError(f"--k {args.k}: stiffness must be finite and > 0 N/m")
         k[:] = args.k
+    state = None
     if args.nonlinear:
-        u = solve_nonlinear(net.positions, net.bonds, k, net.clamped_dofs(), f).u
-        from insitu.physics.nonlinear import tangent_stiffness
-
-        e = tangent_stiffness(net.positions, net.bonds, k, u)[2]
+        state = solve_nonlinear(net.positions, net.bonds, k, net.clamped_dofs(), f)
+        u, e = state.u, state.stretch
     else:
         eq = Equilibrium(
             compatibility(net.positions, net.bonds), k, net.clamped_dofs(), net.node_ids, net.dim
@@ -90,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
                 {"i": a, "j": b, "k": float(k[n]), "e": float(e[n])} for n, (a, b) in enumerate(ids)
             ],
         }
+        if state is not None:
+            out["tangent"] = {
+                "min_eigenvalue": state.min_curvature,
+                "saddles_left": state.escaped,
+            }
         print(json.dumps(out))
         return 0
     print(
@@ -103,4 +107,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'bond':>9} {'k (N/m)':>10} {'e (mm)':>12}")
     for n, (a, b) in enumerate(ids):
         print(f"{a:>4}-{b:<4} {k[n]:10.3f} {e[n] * 1e3:12.6f}")
+    if state is not None:
+        print(
+            f"stable equilibrium: smallest tangent eigenvalue {state.min_curvature:.4g} N/m"
+            + (
+                f" (left {state.escaped} unstable equilibri{'um' if state.escaped == 1 else 'a'}"
+                " on the way: a heavy symmetric load snaps the network sideways)"
+                if state.escaped
+                else ""
+            )
+        )
     return 0

@@ -24,12 +24,30 @@ class ConvergenceError(RuntimeError):
     """Newton did not reach equilibrium (e.g. the load buckles the network)."""
 
 
+class UnstableEquilibriumError(ConvergenceError):
+    """Newton found only equilibria whose tangent stiffness is indefinite (saddles): a real
+    network would not rest there."""
+
+
+# A tangent eigenvalue below -UNSTABLE_RTOL x its largest diagonal entry is negative curvature
+# (an unstable equilibrium), not rounding of a stiffness that is merely zero.
+UNSTABLE_RTOL = 1e-9
+# Saddles left along their negative-curvature direction before giving up.
+MAX_ESCAPES = 5
+
+
 @dataclass
 class NonlinearState:
     u: np.ndarray  # full displacement
     stretch: np.ndarray  # s_b, per bond
     iterations: int
     residual: float
+    min_curvature: float = float("nan")  # smallest eigenvalue of K_T on free DOFs (N/m)
+    escaped: int = 0  # saddles the solve left on its way to this (stable) equilibrium
+
+    @property
+    def stable(self) -> bool:
+        return not self.min_curvature < 0
 
 
 def _bond_geometry(positions, bonds, u):
@@ -81,6 +99,16 @@ def energy(positions, bonds, k, u, f) -> float:
     return 0.5 * float(np.sum(k * s * s)) - float(f @ u)
 
 
+def softest_mode(KT: sp.spmatrix, free: np.ndarray) -> tuple[float, np.ndarray]:
+    """(smallest eigenvalue, its unit eigenvector) of K_T restricted to the free DOFs."""
+    Kff = KT[free][:, free]
+    if free.size <= 2000:
+        w, v = np.linalg.eigh(Kff.toarray())
+        return float(w[0]), v[:, 0]
+    w, v = spla.eigsh(Kff.tocsc(), k=1, which="SA", tol=1e-8)
+    return float(w[0]), v[:, 0]
+
+
 def solve_nonlinear(
     positions: np.ndarray,
     bonds: np.ndarray,
@@ -90,13 +118,60 @@ def solve_nonlinear(
     u0: np.ndarray | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
+    stable: bool = True,
 ) -> NonlinearState:
-    """Equilibrium under load f with clamped DOFs held at zero.
+    """A stable equilibrium under load f (clamped DOFs held where u0 puts them, else at zero).
 
     Newton steps on the free DOFs with a backtracking (Armijo) line search on the energy; a
     step that is not a descent direction (tangent not positive definite) falls back to a
     regularised one. ``tol`` is on the force residual relative to the load scale.
+
+    Newton converges to any stationary point of the energy, saddles included: under a heavy
+    symmetric load it finds the mirror-symmetric state although the network snaps sideways into
+    a lower one. So the tangent stiffness of the result is checked; at a saddle the solve steps
+    off along the negative-curvature mode (both ways; the lower energy wins) and converges
+    again, up to MAX_ESCAPES times, then raises UnstableEquilibriumError. ``stable=False``
+    returns the first equilibrium found, saddle or not, with its ``min_curvature``.
     """
+    state = _newton(positions, bonds, k, clamped, f, u0, tol, max_iter)
+    free = np.flatnonzero(~np.asarray(clamped, dtype=bool))
+    if free.size == 0:
+        state.min_curvature = np.inf
+        return state
+    for escape in range(MAX_ESCAPES + 1):
+        KT, _, _ = tangent_stiffness(positions, bonds, k, state.u)
+        lam, mode = softest_mode(KT, free)
+        state.min_curvature, state.escaped = lam, escape
+        scale = float(KT.diagonal()[free].max())
+        if lam >= -UNSTABLE_RTOL * scale or not stable:
+            return state
+        if escape == MAX_ESCAPES:
+            break
+        # off the saddle by a small fraction of a bond along the mode; Newton's line search on
+        # the energy then descends to the state beside it
+        step = np.zeros_like(state.u)
+        step[free] = mode * (1e-3 * float(np.max(rest_lengths(positions, bonds))))
+        tries = []
+        for sign in (1.0, -1.0):
+            try:
+                tries.append(
+                    _newton(positions, bonds, k, clamped, f, state.u + sign * step, tol, max_iter)
+                )
+            except ConvergenceError:
+                continue
+        if not tries:
+            break
+        iterations = state.iterations + sum(st.iterations for st in tries)
+        state = min(tries, key=lambda st: energy(positions, bonds, k, st.u, f))
+        state.iterations = iterations
+    raise UnstableEquilibriumError(
+        f"only unstable equilibria found (tangent eigenvalue {state.min_curvature:.3g} N/m "
+        f"after {MAX_ESCAPES} escapes from saddles): the load buckles the network"
+    )
+
+
+def _newton(positions, bonds, k, clamped, f, u0, tol, max_iter) -> NonlinearState:
+    """Newton with a line search on the energy, to the nearest stationary point."""
     free = np.flatnonzero(~np.asarray(clamped, dtype=bool))
     u = np.zeros_like(f, dtype=float) if u0 is None else np.array(u0, dtype=float)
     scale = max(float(np.linalg.norm(f)), float(np.max(k)) * 1e-12)
