@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "ports": "insitu.cli.ports",
     "calibrate": "insitu.cli.calibrate",
     "check": "insitu.cli.check",
+    "view": "insitu.cli.view",
 }
 
 
