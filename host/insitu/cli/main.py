@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "insitu.cli.calibrate",
     "check": "insitu.cli.check",
     "view": "insitu.cli.view",
+    "sweep": "insitu.cli.sweep",
 }
 
 

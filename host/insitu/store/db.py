@@ -375,6 +375,47 @@ class RunStore:
             self.db.execute("ROLLBACK")
             raise
 
+    def import_run(
+        self, src: RunStore, run: int, extra_events: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    ) -> int:
+        """Copy run ``run`` of store ``src`` with all its rows into this store, plus
+        ``extra_events`` (kind, detail) on it, in one transaction: afterwards the run is here
+        complete, or (on any error, a kill included) not at all. Returns its id here."""
+        row = src.db.execute("SELECT * FROM runs WHERE id = ?", (int(run),)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run} in {src.path}")
+        cols = [c for c in row.keys() if c != "id"]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute(
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+            new = int(cur.lastrowid)
+            for table in ("steps", "epochs", "snapshots", "events", "gradients"):
+                rows = src.db.execute(f"SELECT * FROM {table} WHERE run = ?", (int(run),))
+                rows = rows.fetchall()
+                if not rows:
+                    continue
+                names = [c for c in rows[0].keys() if c != "id"]  # events renumber
+                sql = (
+                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"VALUES ({', '.join('?' * len(names))})"
+                )
+                self.db.executemany(
+                    sql, [[new if c == "run" else r[c] for c in names] for r in rows]
+                )
+            for kind, detail in extra_events:
+                self.db.execute(
+                    "INSERT INTO events (run, step, kind, detail, time) VALUES (?, ?, ?, ?, ?)",
+                    (new, None, kind, _json(dict(detail)), time.time()),
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return new
+
     # ------------------------------------------------------------------ reading
 
     def run(self, run: int | str) -> dict[str, Any]:
