@@ -129,6 +129,20 @@ def run_json(cmd: list[str], cwd: Path) -> tuple[dict, Ended]:
     return json.loads(end.stdout), end
 
 
+def boards_dir(db: Path, run: int = 1) -> Path:
+    """The emulated boards' flash of a run (RunStore.run_dir); a path that does not exist
+    while the run is not in the store yet (killed before it was created)."""
+    from insitu.store import RunStore, StoreError
+
+    if not db.exists():
+        return db.parent / "no-run-yet"
+    with RunStore(db) as st:
+        try:
+            return st.run_dir(run) / "boards"
+        except StoreError:
+            return db.parent / "no-run-yet"
+
+
 def flash_steps(boards_dir: Path) -> dict[str, int | None]:
     """Per emulated board (by id), the optimiser step count of the state it would boot with:
     its main flash file, else the backup (None: neither is valid)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 
 from insitu.cli.main import main
+from insitu.store import RunStore
 
 LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
 
@@ -39,6 +40,7 @@ def test_plot_insilico_run_has_no_gradient_plot_and_defaults_to_the_run_dir(tmp_
     assert main(["plot", "1", "--store", str(db)]) == 0
     printed = [Path(p) for p in capsys.readouterr().out.split()]
     assert [p.name for p in printed] == ["run1-curves.png", "run1-network.png"]
-    assert all(p.parent == tmp_path / "1" for p in printed)
+    with RunStore(db) as st:
+        assert all(p.parent == st.run_dir(1) for p in printed)
     for p in printed:
         _png(p)

@@ -27,6 +27,7 @@ from conftest import LI_MAO
 from runproc import (
     INSITU,
     Ended,
+    boards_dir,
     flash_steps,
     kill_after,
     kill_at_step,
@@ -177,7 +178,7 @@ def crash_repeatedly(
         if resumed:
             got.resumes.append(end.pid)
         if end.killed:
-            got.landed.append(_landed(db, cwd / "1" / "boards", end.pid, resumed, end.elapsed))
+            got.landed.append(_landed(db, boards_dir(db), end.pid, resumed, end.elapsed))
             continue
         if end.returncode != 0:  # reported after the kills are printed
             got.error = f"pid {end.pid} exited {end.returncode}: {end.stderr[-800:]}"
@@ -317,7 +318,7 @@ def test_insitu_resumes_when_a_kill_split_the_boards_save(tmp_path, insitu_clean
     state.bak back in place of state.json."""
     db = tmp_path / "s.sqlite"
     kill_at_step([*INSITU, *insitu_clean.args, "--store", str(db), "--quiet"], db, 6, tmp_path)
-    boards = tmp_path / "1" / "boards"
+    boards = boards_dir(db)
     before = flash_steps(boards)
     for bid in map(str, range(1, 8)):
         shutil.copyfile(boards / bid / "state.bak", boards / bid / "state.json")

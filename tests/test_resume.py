@@ -72,7 +72,8 @@ def test_insitu_ideal_killed_and_resumed_matches_uninterrupted(tmp_path, capsys)
     # the boards booted from the flash they saved: boot count 2, state restored
     assert set(resume["boots"].values()) == {2}
     assert {b["persist"] for b in connects[-1].values()} == {"ok"}
-    assert (tmp_path / "1" / "boards" / "11" / "state.json").exists()
+    with RunStore(db) as st:
+        assert (st.run_dir(1) / "boards" / "11" / "state.json").exists()
 
 
 def test_resume_refuses_a_finished_run_and_unknown_runs(tmp_path, capsys):

@@ -34,10 +34,38 @@ def test_schema_wal_and_version(store):
         "runs", "steps", "epochs", "snapshots", "events", "gradients", "schema_version"
     }  # fmt: skip
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 1
+    assert store.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
     RunStore(store.path).close()  # opening again does not add a version row
     n = store.db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
-    assert n == 1 and SCHEMA_VERSION == 1
+    assert n == 1 and SCHEMA_VERSION == 2
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_run_dirs(tmp_path):
+    """Schema 2 adds runs.uid; runs made before it keep <store dir>/<run>/, new ones get
+    their own directory."""
+    import sqlite3
+
+    from insitu.store.db import SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    v1 = SCHEMA.replace("NOT NULL,\n    uid TEXT\n", "NOT NULL\n")
+    assert "uid" not in v1
+    db.executescript(v1)
+    db.execute("INSERT INTO schema_version VALUES (1, 'then')")
+    db.execute(
+        "INSERT INTO runs (created, status, method, task, seed, config, network_name,"
+        " network_text, network_sha256, firmware_version, board_configs, host, pid, python,"
+        " packages) VALUES ('t', 'finished', 'insilico', 'iris', 0, '{}', 'n', '', '', '0',"
+        " '{}', 'h', 1, 'py', '{}')"
+    )
+    db.commit()
+    db.close()
+    with RunStore(path) as st:
+        assert [r[0] for r in st.db.execute("SELECT version FROM schema_version")] == [1, 2]
+        assert st.run_dir(1) == tmp_path / "1"
+        rid = _run(st)
+        assert st.run_dir(rid).parent == tmp_path / "old-runs"
 
 
 def test_newer_schema_is_refused(store):

@@ -20,6 +20,7 @@ import socket
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_PATH = Path("runs") / "insitu.sqlite"
 ENV = "INSITU_STORE"
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     python TEXT NOT NULL,
-    packages TEXT NOT NULL
+    packages TEXT NOT NULL,
+    uid TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (
     run INTEGER NOT NULL REFERENCES runs(id),
@@ -217,6 +219,14 @@ class RunStore:
                 )
             if v == SCHEMA_VERSION:
                 return
+            if v == 1:  # version 2 adds runs.uid (NULL for the runs made before it)
+                self.db.executescript(
+                    "BEGIN IMMEDIATE;"
+                    "ALTER TABLE runs ADD COLUMN uid TEXT;"
+                    f"INSERT INTO schema_version (version, applied) VALUES (2, '{_now_iso()}');"
+                    "COMMIT;"
+                )
+                return
         # one script, one transaction (executescript commits whatever is open before it)
         self.db.executescript(
             "BEGIN IMMEDIATE;"
@@ -228,8 +238,18 @@ class RunStore:
         )
 
     def run_dir(self, run: int) -> Path:
-        """Files that belong to a run (emulated boards' flash, plots): <store dir>/<run>/."""
-        return self.path.parent / str(run)
+        """Files that belong to a run (emulated boards' flash, plots):
+        ``<store dir>/<store name>-runs/<run>-<uid>/``, uid being the run's own random id. A
+        run id repeats across stores and when a store is deleted and made again; the uid does
+        not, so a new run never boots boards another run left trained (it once did: a "fresh"
+        run started from an earlier run's flash). Runs recorded before uids (schema 1) keep
+        their old directory, ``<store dir>/<run>/``."""
+        row = self.db.execute("SELECT uid FROM runs WHERE id = ?", (int(run),)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run} in {self.path}")
+        if row["uid"] is None:
+            return self.path.parent / str(int(run))
+        return self.path.parent / f"{self.path.stem}-runs" / f"{int(run)}-{row['uid'][:12]}"
 
     # ------------------------------------------------------------------ writing
 
@@ -249,8 +269,8 @@ class RunStore:
         cur = self.db.execute(
             """INSERT INTO runs (created, status, method, task, seed, profile, config,
                 network_name, network_source, network_text, network_sha256, firmware_version,
-                board_configs, host, pid, python, packages)
-               VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                board_configs, host, pid, python, packages, uid)
+               VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 _now_iso(),
                 method,
@@ -268,6 +288,7 @@ class RunStore:
                 os.getpid(),
                 f"{platform.python_implementation()} {sys.version.split()[0]}",
                 _json(_packages()),
+                uuid.uuid4().hex,
             ),
         )
         return int(cur.lastrowid)
