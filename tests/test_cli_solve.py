@@ -97,6 +97,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str], li_mao_path: Path) -> 
         ("11;0,1", "expected NODE:F"),
         ("11:nan,0", "finite"),
         ("11:0,inf", "finite"),
+        ("11:1e308,1e308", "at most 1e+09 N"),
         ("99:0,1", "node 99 is not in"),
         ("1:0,1", "node 1 is fixed"),
     ],
@@ -111,7 +112,7 @@ def test_bad_load_is_one_line_and_status_2(
     assert err.startswith(f"insitu solve: error: --load {load!r}") and reason in err
 
 
-@pytest.mark.parametrize("k", ["0", "-5", "nan", "inf"])
+@pytest.mark.parametrize("k", ["0", "-5", "nan", "inf", "1e308"])
 def test_bad_k_is_one_line_and_status_2(
     capsys: pytest.CaptureFixture[str], li_mao_path: Path, k: str
 ) -> None:
@@ -145,4 +146,36 @@ def test_nonlinear_json_reports_the_tangent(
     doc = solve_json(capsys, str(li_mao_path), "--nonlinear", "--load", "11:0,-4.116")
     assert doc["tangent"]["saddles_left"] == 1 and doc["tangent"]["min_eigenvalue"] > 10
     assert "tangent" not in solve_json(capsys, str(li_mao_path), "--load", "11:0,-0.049")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'[network]\nname = "x\xff"\n', "not UTF-8 text (byte 0xff at 19)"),
+        (None, "is a directory"),
+    ],
+)
+def test_an_unreadable_network_file_is_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "net.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert main(["solve", str(path), "--load", "1:0,1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and reason in err
+
+
+@pytest.mark.parametrize("target", ["dir", "missing/net.toml"])
+def test_network_generation_refuses_an_unwritable_target_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str
+) -> None:
+    (tmp_path / "dir").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["network", "triangular", "--rows", "3", "-o", str(tmp_path / target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("is a directory" in err[0] or "cannot write" in err[0])
+    assert sorted(tmp_path.rglob("*")) == before
 

@@ -14,6 +14,11 @@ from insitu.physics.nonlinear import solve_nonlinear
 
 HELP = "print the equilibrium of a network under point loads (SI units)"
 
+# Ranges far beyond any bench (a 1 m steel bar of 1 m^2 is 2e11 N/m) that keep every product
+# of a solve inside float64: a load or stiffness past them is a typo, not an experiment.
+MAX_FORCE_N = 1e9
+MAX_STIFFNESS = 1e12
+
 
 def parse_load(text: str, dim: int = 2, flag: str = "--load") -> tuple[int, list[float]]:
     """'NODE:FX,FY' -> (node id, [fx, fy]) in newtons."""
@@ -26,8 +31,8 @@ def parse_load(text: str, dim: int = 2, flag: str = "--load") -> tuple[int, list
         vec = [float(c) for c in parts]
     except ValueError:
         raise UserError(f"{flag} {text!r}: expected NODE:FX,FY with numbers, e.g. 11:0,-0.049")
-    if not all(math.isfinite(v) for v in vec):
-        raise UserError(f"{flag} {text!r}: forces must be finite numbers (N)")
+    if not all(math.isfinite(v) and abs(v) <= MAX_FORCE_N for v in vec):
+        raise UserError(f"{flag} {text!r}: forces must be finite, at most {MAX_FORCE_N:g} N")
     if not sep or len(vec) != dim:
         raise UserError(
             f"{flag} {text!r}: expected NODE:{','.join('F' + a.upper() for a in AXES[:dim])}"
@@ -67,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     f = load_vector(net, args.load)
     k = net.k_init.copy()
     if args.k is not None:
-        if not (math.isfinite(args.k) and args.k > 0):
-            raise UserError(f"--k {args.k}: stiffness must be finite and > 0 N/m")
+        if not (math.isfinite(args.k) and 0 < args.k <= MAX_STIFFNESS):
+            raise UserError(
+                f"--k {args.k}: stiffness must be > 0 and at most {MAX_STIFFNESS:g} N/m"
+            )
         k[:] = args.k
     state = None
     if args.nonlinear:

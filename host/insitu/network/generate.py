@@ -252,10 +252,20 @@ def random_network(
 
 def write_network(doc: dict[str, Any], path: str | Path, header: str = "") -> Path:
     """Validate the document, then write it (nothing is written if it is invalid)."""
+    from .schema import NetworkError
+
+    p = Path(path)
+    if p.is_dir():
+        raise NetworkError(str(p), "file", "is a directory: give a file name to write")
     text = to_toml(doc, header)
     parse_network(text, str(path))
-    p = Path(path)
-    p.write_text(text)
+    tmp = p.with_name(p.name + ".tmp")
+    try:  # through a temporary file: a failed write leaves no half file behind
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NetworkError(str(p), "file", f"cannot write ({exc.strerror})") from None
     return p
 
 

@@ -258,9 +258,15 @@ def _parse_port(ctx: ParseContext, v: Any, where: str, dim: int) -> Port:
 def read_source(path: str | Path, error: type[NetworkError] = NetworkError) -> str:
     """A TOML file's text; a missing or unreadable file is ``error`` naming it."""
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(str(path), "file", "not found")
+    except IsADirectoryError:
+        raise error(str(path), "file", "is a directory, not a file")
+    except UnicodeDecodeError as exc:
+        raise error(
+            str(path), "file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})"
+        )
     except OSError as exc:
         raise error(str(path), "file", f"cannot read ({exc.strerror})")
 

@@ -173,6 +173,8 @@ class Equilibrium:
         if self.free.size == 0:
             self._solve = lambda rhs: rhs
             return
+        if not np.all(np.isfinite(Kf.data)):
+            raise ValueError("the stiffness matrix overflows: stiffness too large for float64")
         try:
             self._solve = factorise_spd(Kf)
         except RuntimeError as exc:  # "Factor is exactly singular", "not positive definite"
@@ -185,11 +187,13 @@ class Equilibrium:
     def _inverse_iteration(self, Kf: sp.csc_matrix, solve: Callable[[np.ndarray], np.ndarray]):
         """Yield (unit iterate, Rayleigh quotient) of inverse iteration from a fixed start."""
         x = np.random.default_rng(0x5EED).standard_normal(Kf.shape[0])
+        x /= np.linalg.norm(x)
         for _ in range(_MODE_ITERATIONS):
-            y = solve(x / np.linalg.norm(x))
-            if not np.all(np.isfinite(y)):
+            y = solve(x)
+            size = float(np.linalg.norm(y)) if np.all(np.isfinite(y)) else np.inf
+            if not 0 < size < np.inf:
                 return
-            x = y / np.linalg.norm(y)
+            x = y / size
             yield x, float(x @ (Kf @ x))  # the quotient is >= the smallest eigenvalue
 
     def _soft_mode(self, Kf: sp.csc_matrix) -> np.ndarray | None:
