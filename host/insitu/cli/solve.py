@@ -82,9 +82,13 @@ def run(args: argparse.Namespace) -> int:
         state = solve_nonlinear(net.positions, net.bonds, k, net.clamped_dofs(), f)
         u, e = state.u, state.stretch
     else:
-        eq = Equilibrium(
-            compatibility(net.positions, net.bonds), k, net.clamped_dofs(), net.node_ids, net.dim
-        )
+        if args.k is None:  # k_init: the network's own factorisation (its rigidity check's)
+            eq = net.equilibrium()
+        else:
+            eq = Equilibrium(
+                compatibility(net.positions, net.bonds), k, net.clamped_dofs(), net.node_ids,
+                net.dim,
+            )  # fmt: skip
         u = eq.solve(f)
         e = eq.elongation(u)
     U = u.reshape(-1, net.dim)

@@ -15,6 +15,7 @@ from scipy.spatial import Delaunay
 
 from insitu.physics.linear import Equilibrium, MechanismError, compatibility
 
+from .packed import PACK_AT_NODES, pack
 from .schema import AXES, parse_network
 
 
@@ -46,6 +47,10 @@ def to_toml(doc: dict[str, Any], header: str = "") -> str:
             out.append(f"[{section}]")
             out += [f"{k} = {_fmt(v)}" for k, v in doc[section].items()]
             out.append("")
+    if "packed" in doc:  # binary arrays as base64 literal strings (network/packed.py)
+        out.append("[geometry.packed]")
+        out += [f"{k} = '{v}'" for k, v in doc["packed"].items()]
+        out.append("")
     for section, arrays in (("geometry", ("nodes", "bonds")), ("hardware", ("boards",))):
         if any(a in doc for a in arrays):
             out.append(f"[{section}]")
@@ -93,6 +98,7 @@ def _document(
     generator: str,
     family: str = "emu",
     relaxation_time: float = 0.05,
+    packed: bool | None = None,
 ) -> dict[str, Any]:
     carries: dict[int, list[str]] = {}
     for spec in io.values():
@@ -102,16 +108,30 @@ def _document(
         for p in spec["outputs"]:
             n = int(p.split(":")[0])
             carries[n] = sorted(set(carries.get(n, [])) | {"force", "displacement", "clamp"})
+    head = {
+        "name": name,
+        "schema": 1,
+        "dim": int(positions.shape[1]),
+        "relaxation_time": relaxation_time,
+        "generator": generator,
+    }
+    model = {"model": "spring", "k": k, "k_min": k_min, "k_max": k_max}
+    if packed is None:
+        packed = len(positions) > PACK_AT_NODES and family == "emu"
+    if packed:
+        # packed arrays and implicit boards (one emu board per node, the same ownership rule
+        # as assign_boards): a 10^5-node file of 5 MB that parses in a fraction of a second
+        n = len(positions)
+        ids = np.arange(1, n + 1)
+        flags = np.zeros(n, dtype=np.uint8)
+        flags[[f - 1 for f in fixed]] = 1
+        ends = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) + 1
+        return {"network": head, "bond_model": model,
+                "packed": pack(ids, positions, flags, ends), "io": io}  # fmt: skip
     boards, owner = assign_boards(len(positions), pairs, carries, family)
     return {
-        "network": {
-            "name": name,
-            "schema": 1,
-            "dim": int(positions.shape[1]),
-            "relaxation_time": relaxation_time,
-            "generator": generator,
-        },
-        "bond_model": {"model": "spring", "k": k, "k_min": k_min, "k_max": k_max},
+        "network": head,
+        "bond_model": model,
         "nodes": [
             {"id": i + 1, "x": [float(c) for c in p], **({"fixed": True} if i + 1 in fixed else {})}
             for i, p in enumerate(positions)
@@ -133,6 +153,7 @@ def triangular(
     k_max: float = 171.875,
     n_inputs: int = 1,
     n_outputs: int = 2,
+    packed: bool | None = None,
 ) -> dict[str, Any]:
     """A triangular-lattice patch: `rows` rows of `cols` nodes, top row fixed at both ends.
 
@@ -173,6 +194,7 @@ def triangular(
         k_min,
         k_max,
         f"insitu network triangular --rows {rows} --cols {cols}",
+        packed=packed,
     )
 
 
@@ -250,15 +272,18 @@ def random_network(
     )
 
 
-def write_network(doc: dict[str, Any], path: str | Path, header: str = "") -> Path:
-    """Validate the document, then write it (nothing is written if it is invalid)."""
+def write_network(
+    doc: dict[str, Any], path: str | Path, header: str = "", with_network: bool = False
+) -> Any:
+    """Validate the document, then write it (nothing is written if it is invalid). Returns
+    the path, or (path, the validated Network) with ``with_network``."""
     from .schema import NetworkError
 
     p = Path(path)
     if p.is_dir():
         raise NetworkError(str(p), "file", "is a directory: give a file name to write")
     text = to_toml(doc, header)
-    parse_network(text, str(path))
+    net = parse_network(text, str(path))
     tmp = p.with_name(p.name + ".tmp")
     try:  # through a temporary file: a failed write leaves no half file behind
         tmp.write_text(text, encoding="utf-8")
@@ -266,7 +291,7 @@ def write_network(doc: dict[str, Any], path: str | Path, header: str = "") -> Pa
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise NetworkError(str(p), "file", f"cannot write ({exc.strerror})") from None
-    return p
+    return (p, net) if with_network else p
 
 
 __all__ = ["AXES", "random_network", "to_toml", "triangular", "write_network"]

@@ -24,6 +24,10 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 SCHEMA_VERSION = 1
 AXES = "xyz"
+# Networks up to this many free DOFs are checked for mechanisms when loaded (a factorisation
+# of ~0.2 s); larger ones at their first factorisation, so that loading 10^5 nodes takes
+# seconds and a solve right after it factorises once (docs/network-format.md).
+EAGER_RIGIDITY_DOFS = 20_000
 CARRIES = ("force", "clamp", "displacement")
 BOARD_FAMILIES = ("pico", "pico2", "esp32", "emu")
 
@@ -142,6 +146,22 @@ class Network:
                 return b
         return None
 
+    def equilibrium(self) -> Any:
+        """The statics at k_init under the supports, factorised once and kept (the rigidity
+        check's own factorisation: a solve at k_init after loading costs no second one).
+        Raises NetworkError naming the moving nodes if the network is a mechanism."""
+        eq = self.__dict__.get("_eq")
+        if eq is None:
+            from insitu.physics.linear import Equilibrium, MechanismError, compatibility
+
+            C = compatibility(self.positions, self.bonds)
+            try:
+                eq = Equilibrium(C, self.k_init, self.clamped_dofs(), self.node_ids, self.dim)
+            except MechanismError as exc:
+                raise NetworkError(self.source, "nodes/bonds", str(exc)) from None
+            object.__setattr__(self, "_eq", eq)
+        return eq
+
     @property
     def _index(self) -> dict[int, int]:
         # cached on first use; the dataclass is frozen so bypass __setattr__
@@ -166,6 +186,13 @@ class ParseContext:
 
     def fail(self, where: str, reason: str) -> NetworkError:
         return self.error(self.source, where, reason)
+
+    def toml(self, text: str) -> dict[str, Any]:
+        """The parsed TOML document, or this context's error naming the TOML problem."""
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise self.fail("toml", str(exc))
 
     def table(self, data: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict:
         v = data.get(key)
@@ -271,44 +298,8 @@ def read_source(path: str | Path, error: type[NetworkError] = NetworkError) -> s
         raise error(str(path), "file", f"cannot read ({exc.strerror})")
 
 
-def load_network(path: str | Path) -> Network:
-    """Read and validate a network file; raises NetworkError naming file, field and reason."""
-    return parse_network(read_source(path), str(path))
-
-
-def parse_network(text: str, source: str = "<network>") -> Network:
-    ctx = ParseContext(source)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ctx.fail("toml", str(exc))
-    ctx.unknown_keys(data, {"network", "bond_model", "geometry", "hardware", "io"}, "")
-    geometry = ctx.table(data, "geometry", "")
-    ctx.unknown_keys(geometry, {"nodes", "bonds"}, "geometry.")
-    hardware = ctx.table(data, "hardware", "", required=False)
-    ctx.unknown_keys(hardware, {"boards"}, "hardware.")
-
-    head = ctx.table(data, "network", "")
-    ctx.unknown_keys(
-        head,
-        {"name", "schema", "dim", "description", "reference", "relaxation_time", "generator"},
-        "network.",
-    )
-    schema = head.get("schema", SCHEMA_VERSION)
-    if schema != SCHEMA_VERSION:
-        raise ctx.fail(
-            "network.schema", f"version {schema!r} not supported (this is {SCHEMA_VERSION})"
-        )
-    name = head.get("name")
-    if not isinstance(name, str) or not name:
-        raise ctx.fail("network.name", "missing or not a string")
-    dim = ctx.integer(head.get("dim", 2), "network.dim")
-    if dim not in (2, 3):
-        raise ctx.fail("network.dim", f"must be 2 or 3, got {dim}")
-    tau = ctx.number(head.get("relaxation_time", 0.05), "network.relaxation_time")
-    if tau < 0:
-        raise ctx.fail("network.relaxation_time", f"must be >= 0 s, got {tau}")
-
+def _table_geometry(ctx: ParseContext, geometry: dict, dim: int, model: dict):
+    """Nodes and bonds written as one inline table each (hand-written and small files)."""
     # nodes
     raw_nodes = geometry.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -340,8 +331,6 @@ def parse_network(text: str, source: str = "<network>") -> Network:
     index = {nid: i for i, nid in enumerate(node_ids)}
 
     # bonds
-    model = ctx.table(data, "bond_model", "", required=False)
-    ctx.unknown_keys(model, _BOND_MODEL_KEYS, "bond_model.")
     raw_bonds = geometry.get("bonds")
     if not isinstance(raw_bonds, list) or not raw_bonds:
         raise ctx.fail("geometry.bonds", "missing or empty (need an array of {nodes = [i, j]})")
@@ -383,8 +372,74 @@ def parse_network(text: str, source: str = "<network>") -> Network:
         b = bd.get("board")
         owners.append(None if b is None else ctx.integer(b, f"{w}.board"))
         pairs.append((index[i], index[j]))
-    bonds = np.array(pairs, dtype=int)
-    k_arr = np.array(kk, dtype=float)
+    return node_ids, pos, fixed, np.array(pairs, dtype=int), np.array(kk, dtype=float), owners
+
+
+def _packed_geometry(ctx: ParseContext, packed: dict, dim: int, model: dict):
+    """Nodes and bonds as binary arrays (network/packed.py): validated vectorised."""
+    from . import packed as pk
+
+    g = pk.parse(ctx, packed, dim)
+    k3 = g["k3"]
+    if k3 is None:
+        if not model:
+            raise ctx.fail("bond_model", "missing: a packed geometry without k arrays needs one")
+        # the model at unit length; only the bar model depends on the length, as 1/L
+        unit = np.array(_bond_stiffness(ctx, model, 1.0, "bond_model."))
+        if model.get("model", "spring") == "bar":
+            k3 = unit[None, :] / g["length"][:, None]
+        else:
+            k3 = np.broadcast_to(unit, (len(g["length"]), 3)).copy()
+    owners = g["owners"] if g["owners"] is not None else [None] * len(k3)
+    return g["node_ids"], g["pos"], g["fixed"], g["bonds"], k3, owners
+
+
+def load_network(path: str | Path) -> Network:
+    """Read and validate a network file; raises NetworkError naming file, field and reason."""
+    return parse_network(read_source(path), str(path))
+
+
+def parse_network(text: str, source: str = "<network>") -> Network:
+    ctx = ParseContext(source)
+    data = ctx.toml(text)
+    ctx.unknown_keys(data, {"network", "bond_model", "geometry", "hardware", "io"}, "")
+    geometry = ctx.table(data, "geometry", "")
+    ctx.unknown_keys(geometry, {"nodes", "bonds", "packed"}, "geometry.")
+    hardware = ctx.table(data, "hardware", "", required=False)
+    ctx.unknown_keys(hardware, {"boards"}, "hardware.")
+
+    head = ctx.table(data, "network", "")
+    ctx.unknown_keys(
+        head,
+        {"name", "schema", "dim", "description", "reference", "relaxation_time", "generator"},
+        "network.",
+    )
+    schema = head.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        raise ctx.fail(
+            "network.schema", f"version {schema!r} not supported (this is {SCHEMA_VERSION})"
+        )
+    name = head.get("name")
+    if not isinstance(name, str) or not name:
+        raise ctx.fail("network.name", "missing or not a string")
+    dim = ctx.integer(head.get("dim", 2), "network.dim")
+    if dim not in (2, 3):
+        raise ctx.fail("network.dim", f"must be 2 or 3, got {dim}")
+    tau = ctx.number(head.get("relaxation_time", 0.05), "network.relaxation_time")
+    if tau < 0:
+        raise ctx.fail("network.relaxation_time", f"must be >= 0 s, got {tau}")
+
+    model = ctx.table(data, "bond_model", "", required=False)
+    ctx.unknown_keys(model, _BOND_MODEL_KEYS, "bond_model.")
+    if "packed" in geometry:
+        if "nodes" in geometry or "bonds" in geometry:
+            raise ctx.fail("geometry.packed", "give packed arrays or nodes/bonds tables, not both")
+        node_ids, pos, fixed, bonds, k_arr, owners = _packed_geometry(
+            ctx, ctx.table(geometry, "packed", "geometry."), dim, model
+        )
+    else:
+        node_ids, pos, fixed, bonds, k_arr, owners = _table_geometry(ctx, geometry, dim, model)
+    index = {nid: i for i, nid in enumerate(node_ids)}
 
     # io sets
     io_raw = ctx.table(data, "io", "", required=False)
@@ -414,7 +469,11 @@ def parse_network(text: str, source: str = "<network>") -> Network:
             sides.append(tuple(ports))
         io[io_name] = IOSet(io_name, sides[0], sides[1])
 
-    boards = _parse_boards(ctx, hardware.get("boards"), node_ids, owners, pairs, io)
+    raw_boards = hardware.get("boards")
+    if raw_boards is None and all(o is None for o in owners):
+        boards = _implicit_boards(node_ids, bonds, io)  # the common large case, fast
+    else:
+        boards = _parse_boards(ctx, raw_boards, node_ids, owners, bonds.tolist(), io)
 
     net = Network(
         name=name,
@@ -433,8 +492,37 @@ def parse_network(text: str, source: str = "<network>") -> Network:
         relaxation_time=tau,
         meta={k: head[k] for k in ("description", "reference", "generator") if k in head},
     )
-    check_rigid(net)
+    if int((~net.clamped_dofs()).sum()) <= EAGER_RIGIDITY_DOFS:
+        check_rigid(net)
+    # larger networks are checked by their first factorisation (Network.equilibrium, or any
+    # Equilibrium of them), which raises the same error: loading stays a matter of seconds
     return net
+
+
+def _implicit_boards(node_ids: list[int], bonds: np.ndarray, io: Mapping[str, IOSet]):
+    """No [hardware] and no bond names a board: one 'emu' board per node (id = node id), each
+    bond owned by the end whose board owns fewer bonds so far (ties: the lower id), inputs
+    carrying a force actuator and outputs force, displacement and clamp. The same boards
+    _parse_boards makes of such a file, without a table per node to check."""
+    n = len(node_ids)
+    load = [0] * n
+    owned: list[list[int]] = [[] for _ in range(n)]
+    ids = node_ids
+    for b, (a, c) in enumerate(bonds.tolist()):
+        o = a if (load[a], ids[a]) <= (load[c], ids[c]) else c
+        load[o] += 1
+        owned[o].append(b)
+    carries: dict[int, set[str]] = {}
+    for s in io.values():
+        for p in s.inputs:
+            carries.setdefault(p.node, set()).add("force")
+        for p in s.outputs:
+            carries.setdefault(p.node, set()).update(("force", "displacement", "clamp"))
+    none: frozenset[str] = frozenset()
+    return tuple(
+        Board(nid, nid, "emu", tuple(owned[i]), frozenset(carries[nid]) if nid in carries else none)
+        for i, nid in enumerate(ids)
+    )
 
 
 def _parse_boards(ctx, raw, node_ids, owners, pairs, io) -> tuple[Board, ...]:
@@ -505,12 +593,14 @@ def _parse_boards(ctx, raw, node_ids, owners, pairs, io) -> tuple[Board, ...]:
             ("inputs", s.inputs, {"force"}),
             ("outputs", s.outputs, {"force", "displacement"}),
         ):
+            # implicit boards also clamp at outputs (coupled learning holds them there)
+            give = need | {"clamp"} if side == "outputs" else need
             for m, port in enumerate(ports):
                 bid = board_at.get(port.node)
                 if bid is None:
                     raise ctx.fail(f"io.{name}.{side}[{m}]", f"node {port.node} has no board")
                 if implicit:
-                    specs[bid]["carries"] |= need
+                    specs[bid]["carries"] |= give
                     continue
                 missing = need - specs[bid]["carries"]
                 if missing:
@@ -530,12 +620,6 @@ def check_rigid(net: Network) -> None:
 
     Uses the initial stiffnesses; zero-energy modes do not depend on k > 0, so this holds for
     every stiffness within bounds. The check (inverse iteration on the factorisation) names
-    the nodes that move freely.
+    the nodes that move freely; the factorisation is kept (``Network.equilibrium``).
     """
-    from insitu.physics.linear import Equilibrium, MechanismError, compatibility
-
-    C = compatibility(net.positions, net.bonds)
-    try:
-        Equilibrium(C, net.k_init, net.clamped_dofs(), node_ids=net.node_ids, dim=net.dim)
-    except MechanismError as exc:
-        raise NetworkError(net.source, "nodes/bonds", str(exc)) from None
+    net.equilibrium()
