@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             status = []
             if i.firmware != VERSION:
                 status.append(f"firmware {i.firmware}, host speaks {VERSION}")
-            if i.cfg_err:
-                status.append(f"config error: {i.cfg_err}")
+            if i.config_error:
+                status.append(f"config error: {i.config_error}")
             if net is not None:
                 bd = table.get(i.uid)
                 if bd is None:
