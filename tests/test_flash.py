@@ -402,7 +402,9 @@ def test_network_file_that_does_not_match_the_boards(unwritten, capsys, tmp_path
     finally:
         rig.close()
     # and the matching file passes the check: every file of every board by sha256
+    t0 = time.monotonic()
     rc, out, err = _flash_all(capsys, lab, "--check", "--json", "--jobs", "4")
+    TIMINGS["--check --all, 14 boards, 4 at a time"] = time.monotonic() - t0
     assert rc == 0, err
     summary = json.loads(out)
     assert summary["identical"] and len(summary["boards"]) == 14

@@ -27,6 +27,7 @@ __all__ = [
     "Kit",
     "ResourceError",
     "boards_dir",
+    "editable",
     "firmware_dir",
     "iris_csv",
     "kit",
@@ -123,6 +124,15 @@ def network_path(name: str) -> Path | None:
     stem = name[: -len(".toml")] if name.endswith(".toml") else name
     path = networks_dir() / f"{stem}.toml"
     return path if path.is_file() else None
+
+
+def editable(source: str) -> str:
+    """How to point a lab at a network file it should edit (to record unique ids): a bundled
+    network inside an installed wheel is copied first, not edited in place."""
+    k = kit()
+    if k.installed and Path(source).parent == k.networks:
+        return f"a copy of {source}"
+    return source
 
 
 def iris_csv() -> Path:

@@ -130,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from insitu.deploy.nodeconfig import expected_hash, node_address
     from insitu.network.schema import load_network
+    from insitu.resources import editable
     from insitu_node import VERSION
 
     t0 = time.monotonic()
@@ -210,9 +211,9 @@ def _run(args: argparse.Namespace) -> int:
         if missing_uid:
             bd = missing_uid[0]
             raise UserError(
-                f"{describe(bd)} has no unique id: record unique_id in {net.source} or pass "
-                f"--map UID={bd.id} (`insitu ports` shows each board's id); boards are matched "
-                "by unique id, never by port order"
+                f"{describe(bd)} has no unique id: record unique_id in {editable(net.source)} or "
+                f"pass --map UID={bd.id} (`insitu ports` shows each board's id); boards are "
+                "matched by unique id, never by port order"
             )
         if silent:  # no firmware answers there: ask MicroPython's REPL for the unique id
             mp = Mpremote()
