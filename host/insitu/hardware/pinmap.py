@@ -265,7 +265,7 @@ def load_pinmap(path: str | Path) -> PinMap:
 
 
 def default_pinmap_path(family: str) -> Path:
-    """hardware/boards/<family>.toml of this checkout."""
+    """The bundled pin map of a family: hardware/boards/<family>.toml (insitu.resources)."""
     return BOARDS_DIR / f"{family}.toml"
 
 
