@@ -531,22 +531,21 @@ def test_boards_without_a_valid_config_reflash_without_force(net, tmp_path, caps
     its firmware rejects, or whose firmware does not answer identify runs no node, so
     re-flashing it needs no --force; a flash whose config the node rejects FAILS with the
     node's own config error; --force is needed only for a board that runs another node."""
-    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=True)
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=False)
     board = lab.boards[3]
-    (board.flash_dir / "config.json").unlink()  # firmware, no config: a board fresh from a kit
-    lab.start()
+    lab.start(wait=0)  # an empty flash: MicroPython, nothing of ours
+
+    def mp(*args: str) -> None:
+        r = subprocess.run(
+            [mpremote, "connect", board.port, *args], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 0, r.stderr
 
     def put(name: str, data: str) -> None:
         """Write one file to the board with plain mpremote and reset it."""
         src = tmp_path / name.replace("/", "_")
         src.write_text(data)
-        r = subprocess.run(
-            [mpremote, "connect", board.port, "fs", "cp", str(src), f":{name}", "+", "reset"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert r.returncode == 0, r.stderr
+        mp("fs", "cp", str(src), f":{name}", "+", "reset")
 
     def answer() -> object:
         deadline = time.monotonic() + 20
@@ -564,7 +563,18 @@ def test_boards_without_a_valid_config_reflash_without_force(net, tmp_path, caps
         return line
 
     try:
+        # (0) an empty board: --check lists what is missing (shortened), flash fills it
+        n_files = len(firmware_files()) + 1
+        rc, out, err = _flash_one(capsys, board.port, "--check")
+        assert rc == 1, err
+        line = _check_lines(out)[3]
+        assert f"differs: {n_files} missing: main.py, insitu_node/__init__.py, " in line, line
+        assert f"({n_files - 3} more); no answer to identify" in line, line
+        assert f"copied {n_files} file(s)" in flash_ok()
+
         # (a) no config: `insitu ports` shows the node's config error; flash needs no --force
+        mp("fs", "rm", ":config.json", "+", "reset")
+        assert answer().config_error == "missing config.json"
         rc, out, _ = _cli(capsys, "ports", "--only", "--port", board.port)
         assert rc == 0 and "config error: missing config.json" in out, out
         flash_ok()

@@ -610,11 +610,17 @@ class CheckResult:
         return not (self.changed or self.missing or self.problem or self.config_differs)
 
     def differences(self) -> list[str]:
+        """One phrase per kind of difference (file lists shortened; --json has them all)."""
+
+        def names(files: list[str]) -> str:
+            more = f", ... ({len(files) - 3} more)" if len(files) > 4 else ""
+            return ", ".join(files[:3] if more else files) + more
+
         out = []
         if self.changed:
-            out.append(f"{len(self.changed)} file(s) differ: {', '.join(self.changed)}")
+            out.append(f"{len(self.changed)} file(s) differ: {names(self.changed)}")
         if self.missing:
-            out.append(f"{len(self.missing)} missing: {', '.join(self.missing)}")
+            out.append(f"{len(self.missing)} missing: {names(self.missing)}")
         if self.running is not None and self.config_differs:
             have = self.running.config_hash
             out.append(f"config {have} on the board, {self.config_hash} would be flashed")
