@@ -9,8 +9,11 @@ Shows: (1) mpremote copies files, execs and resets a board and the host's Serial
 talks to the firmware; (2) `insitu flash --all` flashes the 14 li-mao-2024 boards (ports
 matched by unique id), a re-flash skips every unchanged file, a Rig connects over the same
 ptys (config hashes verified) and an in-situ batch runs through them with the exact
-gradient; (3) unknown port, missing board, wrong board, wrong firmware and a network file that
-does not match the boards are each one line on stderr with exit status 2 and nothing written.
+gradient; (3) unknown port, missing board and the wrong board are each one line on stderr
+with exit status 2 and nothing written; (4) `--check` names what differs (files by sha256,
+config hash, firmware, bonds) and writes nothing: exit 0 identical, 1 different; (5) boards
+without a valid config or that do not answer identify are re-flashed without --force, a failed
+flash prints the node's config error, --force is needed only for a board of another node.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from insitu.emulator.mpboard import find_executable
 from insitu.emulator.mplab import MicroPythonLab
 from insitu.links import SerialLink
 from insitu.network.schema import Network, load_network
+from insitu.resources import networks_dir
 from insitu.rig.session import Rig, RigError, expected_configs
 from insitu.trainers.insitu import Phases, accumulate_batch
 from insitu_node import VERSION
 from insitu_node.protocol import codec
 
-LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
+LI_MAO = networks_dir() / "li-mao-2024.toml"
 TIMINGS: dict[str, float] = {}  # measured flash times, printed by the last test (-s to see)
 
 
@@ -96,13 +100,18 @@ def _maps(lab: MicroPythonLab) -> list[str]:
     return out
 
 
-def _flash_state(lab: MicroPythonLab) -> dict[int, dict[str, tuple[str, int]]]:
-    """Every file in every board's flash: sha256 and mtime (ns)."""
+BOOT_COUNTER = ("boots.txt", "boots.txt.tmp")  # the firmware itself rewrites these at boot
+
+
+def _flash_state(
+    lab: MicroPythonLab, skip: tuple[str, ...] = ()
+) -> dict[int, dict[str, tuple[str, int]]]:
+    """Every file in every board's flash (but ``skip``): sha256 and mtime (ns)."""
     state = {}
     for bid, b in lab.boards.items():
         files = {}
         for p in sorted(b.flash_dir.rglob("*")):
-            if p.is_file():
+            if p.is_file() and p.name not in skip:
                 st = p.stat()
                 files[p.relative_to(b.flash_dir).as_posix()] = (
                     hashlib.sha256(p.read_bytes()).hexdigest(),
@@ -309,6 +318,16 @@ def untouched(flashed):
     assert _boots(lab) == boots, "a board was reset"
 
 
+@pytest.fixture
+def unwritten(flashed):
+    """`--check`: asserts that nothing was written to any board's flash. The probe interrupts
+    main.py, so a check resets each board it looked at, whose firmware then counts the boot."""
+    lab = flashed
+    before = _flash_state(lab, skip=BOOT_COUNTER)
+    yield lab
+    assert _flash_state(lab, skip=BOOT_COUNTER) == before, "a board's flash was written"
+
+
 def test_unknown_port_is_one_line_exit_2(untouched, capsys):
     lab = untouched
     bad = "/dev/insitu-no-such-port"
@@ -339,38 +358,65 @@ def test_the_wrong_board_on_a_port_is_refused_before_writing(untouched, capsys):
     _one_line_error(rc, err, lab.boards[4].unique_id_hex, "(board 4 (node 4))", "board 3")
 
 
-def test_network_file_that_does_not_match_the_boards(untouched, capsys, tmp_path, net):
-    lab = untouched
+def _check_lines(out: str) -> dict[int, str]:
+    """`--check` output: board id -> its line."""
+    lines = {}
+    for ln in out.splitlines():
+        if ln.startswith("[") and "] board " in ln:
+            lines[int(ln.split("] board ")[1].split()[0])] = ln
+    return lines
+
+
+def test_network_file_that_does_not_match_the_boards(unwritten, capsys, tmp_path, net):
+    lab = unwritten
     text = LI_MAO.read_text()
-    # bond 10-13 moves from board 13 to board 10: both boards' bonds differ
+    # bond 10-13 moves from board 13 to board 10: both boards' bonds and configs differ
     moved = tmp_path / "moved.toml"
     old = "{ nodes = [10, 13], board = 13 }"
     assert old in text
     moved.write_text(text.replace(old, "{ nodes = [10, 13], board = 10 }"))
-    rc, _, err = _flash_all(capsys, lab, "--check", network=moved)
-    _one_line_error(rc, err, "board 10 (node 10)", "owns bonds", "(and 1 more)")
+    other = load_network(moved)
+    for bid in (10, 13):
+        port = lab.boards[bid].port
+        rc, out, err = _cli(capsys, "flash", str(moved), "--node", str(bid), "--family", "emu",
+                            "--port", port, "--check")  # fmt: skip
+        assert rc == 1, err
+        line = _check_lines(out)[bid]
+        want = expected_hash(deploy_configs(other, family="emu")[bid])
+        have = expected_hash(lab.configs[bid])
+        assert f"differs: 1 file(s) differ: config.json; config {have} on the board, " in line
+        assert f"{want} would be flashed" in line and "owns bonds" in line
+        assert "1 of 1 board(s) differ" in out
     # the emulator's realistic calibration instead of the ideal one: every config hash differs
-    rc, _, err = _flash_one(capsys, lab.boards[3].port, "--profile", "realistic", "--check")
-    _one_line_error(rc, err, "board 3 (node 3)", "runs config", "generates")
+    rc, out, err = _flash_one(capsys, lab.boards[3].port, "--profile", "realistic", "--check")
+    assert rc == 1, err
+    (line,) = _check_lines(out).values()
+    assert "differs: 1 file(s) differ: config.json; config " in line
+    assert "owns bonds" not in line
     # the session refuses them the same way
     links = [SerialLink(p) for p in lab.ports().values()]
-    other = load_network(moved)
     rig = Rig(other, links, configs=expected_configs(other, lab.calibration), timeout=3.0)
     try:
         with pytest.raises(RigError, match="owns bonds"):
             rig.connect()
     finally:
         rig.close()
-    # and the matching file passes the check
-    rc, out, err = _flash_all(capsys, lab, "--check")
+    # and the matching file passes the check: every file of every board by sha256
+    t0 = time.monotonic()
+    rc, out, err = _flash_all(capsys, lab, "--check", "--json", "--jobs", "4")
+    TIMINGS["--check --all, 14 boards, 4 at a time"] = time.monotonic() - t0
     assert rc == 0, err
-    assert "14 board(s) run firmware" in out
+    summary = json.loads(out)
+    assert summary["identical"] and len(summary["boards"]) == 14
+    for b in summary["boards"]:
+        assert b["identical"] and b["same"] == len(firmware_files()) + 1, b
+        assert b["config"] == b["config_on_board"] == expected_hash(lab.configs[b["board"]])
 
 
 def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
-    """A board flashed with another VERSION (with plain mpremote) is refused with one line and
-    nothing written; a firmware tree of another version is refused before any write; then
-    insitu flash repairs the board by copying just the one file that differs."""
+    """A board flashed with another VERSION (with plain mpremote): --check names the file and
+    the version and writes nothing (exit 1); a firmware tree of another version is refused
+    before any write; then insitu flash repairs the board by copying just the one file."""
     lab = flashed
     board = lab.boards[3]
     init = (FIRMWARE_DIR / "insitu_node" / "__init__.py").read_text()
@@ -402,11 +448,13 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
             break
     assert ident is not None and ident.firmware == "0.0.9"
 
-    before, boots = _flash_state(lab), _boots(lab)
-    rc, _, err = _flash_one(capsys, board.port, "--check")
-    _one_line_error(rc, err, "board 3 (node 3)", "runs firmware 0.0.9, expected " + VERSION)
-    rc, _, err = _flash_all(capsys, lab, "--check")
-    _one_line_error(rc, err, "runs firmware 0.0.9")
+    before = _flash_state(lab, skip=BOOT_COUNTER)
+    rc, out, err = _flash_one(capsys, board.port, "--check")
+    assert rc == 1, err
+    (line,) = _check_lines(out).values()
+    assert "differs: 1 file(s) differ: insitu_node/__init__.py" in line
+    assert f"runs firmware 0.0.9, expected {VERSION}" in line
+    assert "config " not in line.split("differs:")[1]  # its config is the one flash writes
     # a firmware tree of another version: refused before touching any board
     tree = tmp_path / "fw"
     for rel in firmware_files():
@@ -414,8 +462,10 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
         (tree / rel).write_bytes((FIRMWARE_DIR / rel).read_bytes())
     (tree / "main.py").write_bytes((FIRMWARE_DIR / "main.py").read_bytes())
     (tree / "insitu_node" / "__init__.py").write_text(old.read_text())
+    boots = _boots(lab)
     rc, _, err = _flash_one(capsys, board.port, "--firmware", str(tree))
     _one_line_error(rc, err, "version 0.0.9", "host speaks " + VERSION)
+    assert _boots(lab) == boots
     # the session refuses the board too
     links = [SerialLink(p) for p in lab.ports().values()]
     rig = Rig(net, links, configs=expected_configs(net, lab.calibration), timeout=3.0)
@@ -424,13 +474,16 @@ def test_wrong_firmware_version(flashed, capsys, mpremote, tmp_path, net):
             rig.connect()
     finally:
         rig.close()
-    assert _flash_state(lab) == before and _boots(lab) == boots
+    assert _flash_state(lab, skip=BOOT_COUNTER) == before
 
     rc, out, err = _flash_one(capsys, board.port, "--json")
     assert rc == 0, err
     (b,) = json.loads(out)["boards"]
     assert b["ok"] and b["copied"] == ["insitu_node/__init__.py"]
     assert len(b["skipped"]) == len(firmware_files())
+    rc, out, err = _flash_one(capsys, board.port, "--check")
+    assert rc == 0, err
+    assert "identical: " in _check_lines(out)[3]
 
 
 def test_zz_report_flash_times(flashed):
@@ -466,5 +519,109 @@ def test_a_board_whose_watchdog_runs_is_reset_before_the_copy(net, tmp_path, cap
         copy = during[resets[-2] : resets[-1]]
         assert not [e for e in copy if e.kind == "wdt" or e.detail == "wdt"], copy
         assert json.loads((board.flash_dir / "config.json").read_text()).get("wdt") is None
+    finally:
+        lab.stop()
+
+
+# ------------------------------------------------------------------ (5) broken boards, --force
+
+
+def test_boards_without_a_valid_config_reflash_without_force(net, tmp_path, capsys, mpremote):
+    """No unique ids recorded (the lab's first flash). A board with no config, with a config
+    its firmware rejects, or whose firmware does not answer identify runs no node, so
+    re-flashing it needs no --force; a flash whose config the node rejects FAILS with the
+    node's own config error; --force is needed only for a board that runs another node."""
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=False)
+    board = lab.boards[3]
+    lab.start(wait=0)  # an empty flash: MicroPython, nothing of ours
+
+    def mp(*args: str) -> None:
+        r = subprocess.run(
+            [mpremote, "connect", board.port, *args], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 0, r.stderr
+
+    def put(name: str, data: str) -> None:
+        """Write one file to the board with plain mpremote and reset it."""
+        src = tmp_path / name.replace("/", "_")
+        src.write_text(data)
+        mp("fs", "cp", str(src), f":{name}", "+", "reset")
+
+    def answer() -> object:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rep = identify_port(board.port, attempts=1)
+            if rep.identities:
+                return rep.identities[0]
+        raise AssertionError(board.transcript()[-500:])
+
+    def flash_ok(*extra: str) -> str:
+        rc, out, err = _flash_one(capsys, board.port, *extra)
+        assert rc == 0, err
+        line = next(ln for ln in out.splitlines() if ln.startswith("[1/1] board 3 (node 3)"))
+        assert f"ok: node 3, firmware {VERSION}, config {expected_hash(lab.configs[3])}" in line
+        return line
+
+    try:
+        # (0) an empty board: --check lists what is missing (shortened), flash fills it
+        n_files = len(firmware_files()) + 1
+        rc, out, err = _flash_one(capsys, board.port, "--check")
+        assert rc == 1, err
+        line = _check_lines(out)[3]
+        assert f"differs: {n_files} missing: main.py, insitu_node/__init__.py, " in line, line
+        assert f"({n_files - 3} more); no answer to identify" in line, line
+        assert f"copied {n_files} file(s)" in flash_ok()
+
+        # (a) no config: `insitu ports` shows the node's config error; flash needs no --force
+        mp("fs", "rm", ":config.json", "+", "reset")
+        assert answer().config_error == "missing config.json"
+        rc, out, _ = _cli(capsys, "ports", "--only", "--port", board.port)
+        assert rc == 0 and "config error: missing config.json" in out, out
+        flash_ok()
+
+        # (b) a config the node rejects, from flash itself (an esp32 config on this board):
+        # the FAILED line carries the node's config error, as identify reports it
+        rc, out, err = _flash_one(capsys, board.port, "--family", "esp32")
+        assert rc == 1, err
+        ident = answer()
+        assert ident.address == "unconfigured" and ident.config_error
+        line = next(ln for ln in out.splitlines() if ln.startswith("[1/1] board 3"))
+        assert f"FAILED: rejects its config.json: {ident.config_error}" in line
+        assert f"rejects its config.json: {ident.config_error}" in err.strip().splitlines()[-1]
+        flash_ok()  # and it is repaired without --force
+
+        # (c) a config that fails the firmware's validation (written by hand): --check says
+        # what differs, ports shows the error, flash repairs it without --force
+        bad = dict(lab.configs[3])
+        bad["bonds"] = [dict(bad["bonds"][0], k_max=bad["bonds"][0]["k_min"])] + bad["bonds"][1:]
+        put("config.json", config_text(bad))
+        assert "not above k_min" in (answer().config_error or "")
+        rc, out, err = _flash_one(capsys, board.port, "--check")
+        assert rc == 1, err
+        line = _check_lines(out)[3]
+        assert "1 file(s) differ: config.json" in line and "not above k_min" in line, line
+        rc, out, _ = _cli(capsys, "ports", "--only", "--port", board.port)
+        assert "config error: " in out and "not above k_min" in out, out
+        assert flash_ok().count("copied 1 file(s)") == 1  # only config.json
+
+        # (d) firmware that does not answer identify (main.py fails at boot)
+        put("main.py", "import insitu_node.missing_module\n")  # an incomplete deploy
+        assert not identify_port(board.port, attempts=2).identities
+        rc, out, err = _flash_one(capsys, board.port, "--check")
+        assert rc == 1, err
+        line = _check_lines(out)[3]
+        assert "1 file(s) differ: main.py" in line and "no answer to identify" in line, line
+        assert "copied 1 file(s)" in flash_ok()
+
+        # (e) a board that runs another node's config: --force, and only then
+        as_4 = ["flash", str(LI_MAO), "--node", "4", "--family", "emu", "--port", board.port]
+        rc, _, err = _cli(capsys, *as_4)
+        _one_line_error(rc, err, "runs node 3", "re-purpose", "--force")
+        rc, _, err = _cli(capsys, *as_4, "--force")
+        assert rc == 0, err
+        assert answer().address == "4"
+        rc, _, err = _flash_one(capsys, board.port)
+        _one_line_error(rc, err, "runs node 4", "re-purpose", "--force")
+        flash_ok("--force")
     finally:
         lab.stop()

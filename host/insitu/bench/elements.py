@@ -39,10 +39,10 @@ def _margin(c: Any) -> float:
 
 def _lab(profile: str, seed: int) -> tuple[Any, Any]:
     from insitu.network.schema import load_network
+    from insitu.resources import networks_dir
     from insitu.rig import emulated_rig
 
-    root = Path(__file__).resolve().parents[3]
-    net = load_network(root / "hardware" / "networks" / f"{NETWORK}.toml")
+    net = load_network(networks_dir() / f"{NETWORK}.toml")
     return emulated_rig(net, profile, seed=seed)
 
 

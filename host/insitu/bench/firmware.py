@@ -42,8 +42,18 @@ INTERPRETERS = {
     "unix64": "unix port, 64-bit",
     "wasm32": "unix port built for WASI, 32-bit",
 }
-ROOT = Path(__file__).resolve().parents[3]
-FW_TESTS = ROOT / "tests" / "firmware"
+
+
+def fw_tests() -> Path:
+    """The heap probe and its fixture config live in the checkout's tests/firmware, so this
+    benchmark runs from a source checkout only (insitu.resources.source_checkout)."""
+    from insitu.cli.main import UserError
+    from insitu.resources import source_checkout
+
+    root = source_checkout()
+    if root is None:
+        raise UserError("insitu bench firmware runs from a source checkout (tests/firmware)")
+    return root / "tests" / "firmware"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,8 +81,10 @@ def compile_tree(dst: Path) -> list[dict[str, Any]]:
     a row per firmware file: source and .mpy bytes."""
     mpy_cross = tool("mpy-cross")
     rows = []
-    fw = ROOT / "firmware"
-    for f in sorted((fw / "insitu_node").rglob("*.py")) + [FW_TESTS / "heap_probe.py"]:
+    from insitu.resources import firmware_dir
+
+    fw = firmware_dir()
+    for f in sorted((fw / "insitu_node").rglob("*.py")) + [fw_tests() / "heap_probe.py"]:
         base = fw if f.is_relative_to(fw) else f.parent
         out = dst / f.relative_to(base).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +105,7 @@ def write_config(tree: Path, n_bonds: int) -> None:
     displacement), as deployed; the boot counter and any saved state removed."""
     from insitu_node.config import canonical
 
-    spec = importlib.util.spec_from_file_location("fw_fixtures", FW_TESTS / "fw_fixtures.py")
+    spec = importlib.util.spec_from_file_location("fw_fixtures", fw_tests() / "fw_fixtures.py")
     assert spec is not None and spec.loader is not None
     fx = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fx)

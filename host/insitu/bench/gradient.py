@@ -60,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def network_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "hardware" / "networks" / f"{NETWORK}.toml"
+    from insitu.resources import networks_dir
+
+    return networks_dir() / f"{NETWORK}.toml"
 
 
 def noisy_profile(factor: float) -> Any:

@@ -78,7 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def network_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "hardware" / "networks" / f"{LI_MAO}.toml"
+    from insitu.resources import networks_dir
+
+    return networks_dir() / f"{LI_MAO}.toml"
 
 
 def lattice(rows: int) -> Any:

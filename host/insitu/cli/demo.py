@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from insitu.calibrate import calibrate_emulated
 from insitu.cli.progress import Progress as _Progress
@@ -50,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
-    path = (
-        args.network or Path(__file__).resolve().parents[3] / "hardware/networks/li-mao-2024.toml"
-    )
-    net = load_network(path)
+    net = load_network(args.network or "li-mao-2024")  # a bundled network, by name
     task = make_task("iris", net, args.seed)
     cfg = TrainConfig(
         epochs=args.epochs,

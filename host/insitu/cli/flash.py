@@ -2,7 +2,7 @@
 
     insitu flash NETWORK --node 3 --port /dev/ttyACM0      one board
     insitu flash NETWORK --all [--port P ...]              every board, matched by unique id
-    insitu flash NETWORK --all --check                     verify only: write nothing
+    insitu flash NETWORK --all --check                     what differs; write nothing
 
 Everything that can be checked before writing is checked before writing (network file, node,
 pin map, firmware tree, ports, which board is on which port); such errors are one line on
@@ -24,7 +24,7 @@ HELP = "copy firmware + each board's config.json with mpremote, reset, verify (d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("network", help="network file (hardware/networks/*.toml)")
+    p.add_argument("network", help="network file, or a bundled network's name (li-mao-2024)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--node", type=int, metavar="ID", help="the board (id) to flash")
     which.add_argument(
@@ -68,13 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--check",
         action="store_true",
-        help="verify that the boards run this firmware and config; write nothing",
+        help="say what differs between each board and what flash would write (files by "
+        "sha256, config hash) and write nothing; exit 0 identical, 1 different",
     )
     p.add_argument(
         "--force",
         action="store_true",
-        help="copy every file even if unchanged; allow re-purposing a board that "
-        "runs another node id when no unique id is recorded",
+        help="copy every file even if unchanged; allow re-purposing a board that runs "
+        "another node's config when no unique id is recorded (a board without a valid "
+        "config, or that does not answer, needs no --force)",
     )
     p.add_argument(
         "--jobs",
@@ -128,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from insitu.deploy.nodeconfig import expected_hash, node_address
     from insitu.network.schema import load_network
+    from insitu.resources import editable
     from insitu_node import VERSION
 
     t0 = time.monotonic()
@@ -193,24 +196,26 @@ def _run(args: argparse.Namespace) -> int:
                     f"{port} has the board with unique id {ident.uid}{who}, but {describe(bd)} "
                     f"is {want}; nothing written"
                 )
-            if not want and ident.address != node_address(bd) and not args.force:
+            # a board whose config is missing or fails validation runs no node: re-flashing
+            # it repurposes nothing, so it needs no --force (neither does a board that does
+            # not answer identify at all)
+            repurpose = not ident.cfg_err and ident.address != node_address(bd)
+            if not want and repurpose and not args.force and not args.check:
                 raise UserError(
                     f"{port} runs node {ident.address}; flashing it as {describe(bd)} would "
                     "re-purpose it (record unique ids, or pass --force)"
                 )
-        elif args.check:
-            raise UserError(f"{port}: no answer to identify (no insitu firmware running there)")
         jobs = [(port, bd, want)]
     else:
         missing_uid = [bd for bd in boards if bd.id not in uid_of]
         if missing_uid:
             bd = missing_uid[0]
             raise UserError(
-                f"{describe(bd)} has no unique id: record unique_id in {net.source} or pass "
-                f"--map UID={bd.id} (`insitu ports` shows each board's id); boards are matched "
-                "by unique id, never by port order"
+                f"{describe(bd)} has no unique id: record unique_id in {editable(net.source)} or "
+                f"pass --map UID={bd.id} (`insitu ports` shows each board's id); boards are "
+                "matched by unique id, never by port order"
             )
-        if silent and not args.check:
+        if silent:  # no firmware answers there: ask MicroPython's REPL for the unique id
             mp = Mpremote()
             for port in silent:
                 try:
@@ -236,17 +241,14 @@ def _run(args: argparse.Namespace) -> int:
         if missing:
             bd = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            extra = (
-                f"; {len(silent)} port(s) did not answer identify" if args.check and silent else ""
-            )
             raise UserError(
                 f"{describe(bd)} (unique id {uid_of[bd.id]}) is on none of the "
-                f"{len(usable)} port(s){more}{extra}; nothing written"
+                f"{len(usable)} port(s){more}; nothing written"
             )
         jobs = [(port_of[uid_of[bd.id]], bd, uid_of[bd.id]) for bd in boards]
 
     if args.check:
-        return _check(args, net, jobs, reports, configs, version, t0)
+        return _check(args, net, jobs, reports, configs, root, t0)
 
     # ---- flash
     n = len(jobs)
@@ -366,48 +368,82 @@ def _check(
     jobs: list,
     reports: list,
     configs: dict,
-    version: str,
+    root: Path,
     t0: float,
 ) -> int:
+    """``--check``: what differs between each board and what flashing it would write; exit 0
+    when every board is identical, 1 when any differs, 2 when a board cannot be checked."""
     from insitu.cli.main import UserError
-    from insitu.deploy.discovery import describe, identity_problem
-    from insitu.deploy.nodeconfig import expected_hash
+    from insitu.deploy.flash import (
+        CheckResult,
+        FlashError,
+        Mpremote,
+        check_board,
+        firmware_version,
+        run_many,
+    )
 
     ident_at = {rep.port: rep.identities[0] for rep in reports if rep.identities}
-    problems = []
-    lines = []
-    for port, bd, _ in jobs:
-        ident = ident_at.get(port)
-        if ident is None:
-            problems.append(
-                f"{describe(bd)} on {port}: no answer to identify "
-                "(no insitu firmware running there)"
-            )
-            continue
-        p = identity_problem(ident, net, bd, expected_hash(configs[bd.id]), version)
-        if p:
-            problems.append(f"{describe(bd)} on {port} {p}")
-        else:
-            lines.append(
-                f"{describe(bd)} on {port}: ok: firmware {ident.firmware}, "
-                f"config {ident.config_hash}, unique id {ident.uid}"
-            )
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserError(problems[0] + more)
+    mp = Mpremote()
+
+    def one(port: str, bd: Any, uid: str | None) -> CheckResult:
+        return check_board(
+            port,
+            net,
+            bd,
+            configs[bd.id],
+            running=ident_at.get(port),
+            root=root,
+            expect_uid=uid,
+            mpremote=mp,
+            boot_timeout=args.boot_timeout,
+        )
+
+    def show(r: CheckResult | FlashError, k: int, n: int) -> None:
+        if not args.json and isinstance(r, CheckResult):
+            print(f"[{k}/{n}] {r.line()}", flush=True)
+
+    results = run_many(jobs, one, args.jobs, show)
+    failed = [r for r in results if isinstance(r, FlashError)]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise UserError(f"{failed[0]}{more}; nothing written")
+    checked = [r for r in results if isinstance(r, CheckResult)]
+    differ = [r for r in checked if not r.identical]
     if args.json:
+        boards = []
+        for r in checked:
+            boards.append(
+                {
+                    "board": r.board.id,
+                    "node": r.board.node,
+                    "port": r.port,
+                    "uid": r.uid,
+                    "identical": r.identical,
+                    "changed": r.changed,
+                    "missing": r.missing,
+                    "same": len(r.same),
+                    "config": r.config_hash,
+                    "config_on_board": r.running.config_hash if r.running else None,
+                    "problem": r.problem,
+                    "differences": r.differences(),
+                }
+            )
         print(
             json.dumps(
                 {
                     "check": True,
-                    "ok": True,
-                    "boards": len(jobs),
+                    "identical": not differ,
                     "seconds": round(time.monotonic() - t0, 3),
+                    "boards": boards,
                 }
             )
         )
+    elif differ:
+        print(f"{len(differ)} of {len(checked)} board(s) differ from what flash would write")
     else:
-        for ln in lines:
-            print(ln)
-        print(f"{len(jobs)} board(s) run firmware {version} and the configs {net.name} generates")
-    return 0
+        print(
+            f"{len(checked)} board(s) identical to what flash would write: firmware "
+            f"{firmware_version(root)} and the configs {net.name} generates"
+        )
+    return 1 if differ else 0

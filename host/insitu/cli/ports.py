@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             status = []
             if i.firmware != VERSION:
                 status.append(f"firmware {i.firmware}, host speaks {VERSION}")
-            if i.cfg_err:
-                status.append(f"config error: {i.cfg_err}")
+            if i.config_error:
+                status.append(f"config error: {i.config_error}")
             if net is not None:
                 bd = table.get(i.uid)
                 if bd is None:
@@ -120,14 +120,16 @@ def run(args: argparse.Namespace) -> int:
 
     hints: list[str] = []
     if net is not None:
+        from insitu.resources import editable
+
         recorded = {bd.id for bd in table.values()}
         for row in rows:
             node = row.get("node")
             if "uid" in row and "board" not in row and node and node.isdigit():
                 if int(node) in {b.id for b in net.boards} and int(node) not in recorded:
                     hints.append(
-                        f'board {node}: unique_id = "{row["uid"]}"  (in {net.source}, or '
-                        f"--map {row['uid']}={node})"
+                        f'board {node}: unique_id = "{row["uid"]}"  '
+                        f"(in {editable(net.source)}, or --map {row['uid']}={node})"
                     )
         found = {row.get("board") for row in rows}
         absent = [bd for bd in net.boards if bd.id in recorded and bd.id not in found]

@@ -337,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         "snapshot_every": args.snapshot_every,
         "gradient_epochs": list(_gradient_epochs(args.gradient_epochs)),
         "period_ms": PERIOD_MS,
-        "network_file": str(Path(args.network).resolve()),
+        "network_file": str(Path(net.source).resolve()),  # a bundled name resolves to its file
         "calibrate": bool(args.calibrate),
         "check_elements": bool(args.check_elements),
         "recover": int(args.recover),

@@ -44,6 +44,14 @@ class Identity:
     cfg_err: str | None = None
     args: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @property
+    def config_error(self) -> str | None:
+        """Why the node rejected its config.json ("field: reason"; the firmware leaves the
+        field empty for a missing file), or None when it runs its config."""
+        if not self.cfg_err:
+            return None
+        return self.cfg_err[2:] if self.cfg_err.startswith(": ") else self.cfg_err
+
 
 @dataclass
 class PortReport:
@@ -214,12 +222,14 @@ def identity_problem(
     """The first way a board differs from what the network file generates, as one phrase."""
     from insitu.deploy.nodeconfig import node_address
 
+    if ident.config_error:
+        # first: a node without a valid config identifies as "unconfigured", which says less
+        old = f" (and runs firmware {ident.firmware})" if ident.firmware != firmware else ""
+        return f"rejects its config.json: {ident.config_error}{old}"
     if ident.address != node_address(board):
         return f"identifies as node {ident.address}, not {node_address(board)}"
     if ident.firmware != firmware:
         return f"runs firmware {ident.firmware}, expected {firmware}"
-    if ident.cfg_err:
-        return f"has an invalid config.json: {ident.cfg_err}"
     want = network_bonds(network, board)
     if ident.bonds != want:
         return f"owns bonds {ident.bonds}, network {network.name} says {want}"

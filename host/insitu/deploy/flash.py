@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from insitu.deploy.discovery import (
     Identity,
@@ -55,8 +55,10 @@ from insitu.deploy.discovery import (
 )
 from insitu.deploy.nodeconfig import config_text, expected_hash, node_config
 from insitu.network.schema import Board, Network
+from insitu.resources import firmware_dir
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
+R = TypeVar("R")
+FIRMWARE_DIR = firmware_dir()  # insitu.resources: the wheel's copy, or the checkout's firmware/
 CONFIG_FILE = "config.json"
 PROBE_MARK = "INSITU-PROBE "
 MPREMOTE_TIMEOUT = 120.0  # seconds for one mpremote invocation
@@ -68,9 +70,11 @@ __all__ = [
     "BOOT_TIMEOUT",
     "FIRMWARE_DIR",
     "FlashError",
+    "CheckResult",
     "FlashResult",
     "Mpremote",
     "Probe",
+    "check_board",
     "deploy_configs",
     "find_mpremote",
     "firmware_files",
@@ -78,6 +82,7 @@ __all__ = [
     "flash_board",
     "payload",
     "probe_board",
+    "run_many",
     "wait_identity",
 ]
 
@@ -291,7 +296,9 @@ def _dirs_of(dests: Sequence[str]) -> list[str]:
     return sorted(out, key=lambda p: (p.count("/"), p))
 
 
-def probe_retrying(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> tuple[Probe, int]:
+def probe_retrying(
+    mp: Mpremote, port: str, dests: Sequence[str] = (), reset: bool = False
+) -> tuple[Probe, int]:
     """``probe_board`` with up to PROBE_ATTEMPTS tries; (probe, tries that failed).
 
     A running watchdog may reset the board under the probe (it then boots into its grace
@@ -300,7 +307,7 @@ def probe_retrying(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> tuple[
     """
     for attempt in range(PROBE_ATTEMPTS):
         try:
-            return probe_board(mp, port, dests), attempt
+            return probe_board(mp, port, dests, reset), attempt
         except FlashError:
             if attempt == PROBE_ATTEMPTS - 1:
                 raise
@@ -308,13 +315,16 @@ def probe_retrying(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> tuple[
     raise AssertionError("unreachable")
 
 
-def probe_board(mp: Mpremote, port: str, dests: Sequence[str] = ()) -> Probe:
-    """Run the probe script on the board at ``port`` (interrupts main.py; writes nothing)."""
+def probe_board(mp: Mpremote, port: str, dests: Sequence[str] = (), reset: bool = False) -> Probe:
+    """Run the probe script on the board at ``port`` (interrupts main.py; writes nothing).
+    ``reset``: hard-reset the board right after, in the same mpremote run, so it boots its
+    app again (``flash --check``; flash itself resets after the copy)."""
     script = (
         f"MARK = {PROBE_MARK!r}\nFILES = {list(dests)!r}\nDIRS = {_dirs_of(dests)!r}\n" + _PROBE
     )
+    args = ["exec", script, "+", "reset"] if reset else ["exec", script]
     # short limit: a board reset under mpremote (a running watchdog) leaves it waiting forever
-    out = mp.run(port, ["exec", script], "probe", timeout=PROBE_TIMEOUT)
+    out = mp.run(port, args, "probe", timeout=PROBE_TIMEOUT)
     for line in out.splitlines():
         if line.startswith(PROBE_MARK):
             d = json.loads(line[len(PROBE_MARK) :])
@@ -514,6 +524,34 @@ def flash_board(
     return res
 
 
+def run_many(
+    jobs: Sequence[tuple[str, Board, str | None]],
+    one: Callable[[str, Board, str | None], R],
+    parallel: int = 8,
+    on_done: Callable[[R | FlashError, int, int], None] | None = None,
+) -> list[R | FlashError]:
+    """``one(port, board, expected uid)`` for every job, ``parallel`` at a time (each board has
+    its own port, so they do not wait on each other). Results in job order, a FlashError in
+    place of a board it was raised for; ``on_done(result, k, n)`` as each finishes."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    out: list[R | FlashError | None] = [None] * len(jobs)
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs) or 1))) as ex:
+        futs = {ex.submit(one, port, bd, uid): i for i, (port, bd, uid) in enumerate(jobs)}
+        for fut in as_completed(futs):
+            i = futs[fut]
+            try:
+                r: R | FlashError = fut.result()
+            except FlashError as exc:
+                r = exc
+            out[i] = r
+            done += 1
+            if on_done is not None:
+                on_done(r, done, len(jobs))
+    return [r for r in out if r is not None]
+
+
 def flash_many(
     jobs: Sequence[tuple[str, Board, str | None]],
     network: Network,
@@ -525,38 +563,131 @@ def flash_many(
     boot_timeout: float = BOOT_TIMEOUT,
     on_done: Callable[[FlashResult | FlashError, int, int], None] | None = None,
 ) -> list[FlashResult | FlashError]:
-    """Flash (port, board, expected uid) jobs, ``parallel`` at a time (each board has its own
-    port, so they do not wait on each other). Results in job order; ``on_done(result, k, n)``
-    is called as each finishes (k = how many are done)."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
+    """Flash (port, board, expected uid) jobs, ``parallel`` at a time (:func:`run_many`)."""
     mp = Mpremote()
-    out: list[FlashResult | FlashError | None] = [None] * len(jobs)
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs) or 1))) as ex:
-        futs = {
-            ex.submit(
-                flash_board,
-                port,
-                network,
-                bd,
-                configs[bd.id],
-                root=root,
-                expect_uid=uid,
-                mpremote=mp,
-                boot_timeout=boot_timeout,
-                force=force,
-            ): i
-            for i, (port, bd, uid) in enumerate(jobs)
-        }
-        for fut in as_completed(futs):
-            i = futs[fut]
-            try:
-                r: FlashResult | FlashError = fut.result()
-            except FlashError as exc:
-                r = exc
-            out[i] = r
-            done += 1
-            if on_done is not None:
-                on_done(r, done, len(jobs))
-    return [r for r in out if r is not None]
+
+    def one(port: str, bd: Board, uid: str | None) -> FlashResult:
+        return flash_board(
+            port,
+            network,
+            bd,
+            configs[bd.id],
+            root=root,
+            expect_uid=uid,
+            mpremote=mp,
+            boot_timeout=boot_timeout,
+            force=force,
+        )
+
+    return run_many(jobs, one, parallel, on_done)
+
+
+# ------------------------------------------------------------------------------ --check
+
+
+@dataclass
+class CheckResult:
+    """How a board differs from what flashing it would give it (nothing written)."""
+
+    board: Board
+    port: str
+    config_hash: str  # of the config.json flash would write
+    running: Identity | None = None  # the board's answer to identify before the check
+    uid: str = ""
+    same: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # on the board, other content
+    missing: list[str] = field(default_factory=list)
+    problem: str | None = None  # how the running node differs (identify), or no answer
+    seconds: float = 0.0
+
+    @property
+    def config_differs(self) -> bool:
+        """The config the running node reports is not the one flash would write."""
+        return self.running is not None and self.running.config_hash != self.config_hash
+
+    @property
+    def identical(self) -> bool:
+        return not (self.changed or self.missing or self.problem or self.config_differs)
+
+    def differences(self) -> list[str]:
+        """One phrase per kind of difference (file lists shortened; --json has them all)."""
+
+        def names(files: list[str]) -> str:
+            more = f", ... ({len(files) - 3} more)" if len(files) > 4 else ""
+            return ", ".join(files[:3] if more else files) + more
+
+        out = []
+        if self.changed:
+            out.append(f"{len(self.changed)} file(s) differ: {names(self.changed)}")
+        if self.missing:
+            out.append(f"{len(self.missing)} missing: {names(self.missing)}")
+        if self.running is not None and self.config_differs:
+            have = self.running.config_hash
+            out.append(f"config {have} on the board, {self.config_hash} would be flashed")
+        if self.problem:
+            out.append(self.problem)
+        return out
+
+    def line(self) -> str:
+        head = f"{describe(self.board)} on {self.port}"
+        if self.identical:
+            return (
+                f"{head}: identical: {len(self.same)} file(s) by sha256, config {self.config_hash}"
+            )
+        return f"{head}: differs: " + "; ".join(self.differences())
+
+
+def check_board(
+    port: str,
+    network: Network,
+    board: Board,
+    config: Mapping[str, Any],
+    *,
+    running: Identity | None,
+    root: Path = FIRMWARE_DIR,
+    expect_uid: str | None = None,
+    mpremote: Mpremote | None = None,
+    boot_timeout: float = BOOT_TIMEOUT,
+) -> CheckResult:
+    """Compare the board at ``port`` with what :func:`flash_board` would write: every file by
+    sha256 (the probe), and the running node's identify answer ``running`` (config hash,
+    firmware, bonds, config error). Writes nothing; the probe interrupts ``main.py``, so the
+    board is reset right after it and, if it answered identify before, awaited until it does
+    again. Raises FlashError when the board cannot be probed or is another board."""
+    from insitu.deploy.nodeconfig import node_address
+
+    t0 = time.monotonic()
+    mp = mpremote or Mpremote()
+    files = payload(config, root)
+    version = firmware_version(root)
+    res = CheckResult(board, port, expected_hash(dict(config)), running)
+    probe, _ = probe_retrying(mp, port, list(files), reset=True)
+    res.uid = probe.uid
+    if expect_uid is not None and probe.uid != expect_uid.lower():
+        raise FlashError(
+            f"{port} has the board with unique id {probe.uid or '?'}, but {describe(board)} "
+            f"is {expect_uid.lower()}"
+        )
+    for dest, data in files.items():
+        have = probe.files.get(dest)
+        if have is None:
+            res.missing.append(dest)
+        elif have == hashlib.sha256(data).hexdigest():
+            res.same.append(dest)
+        else:  # including "?", a board without hashlib: not known to be the same
+            res.changed.append(dest)
+    if running is None:
+        res.problem = "no answer to identify (no insitu firmware running there)"
+    else:
+        # everything but the config hash, which config_differs reports with both hashes
+        res.problem = identity_problem(running, network, board, running.config_hash, version)
+        # back in its app, as before the check (the address it had, configured or not); a
+        # board that ran code it no longer has on flash may not come back: that differs too
+        try:
+            wait_port(port, boot_timeout)
+            wait_identity(port, running.address or node_address(board), boot_timeout)
+        except FlashError as exc:
+            gone = str(exc).removeprefix(f"{port}: ")
+            res.problem = "; ".join(p for p in (res.problem, gone) if p)
+    res.seconds = time.monotonic() - t0
+    return res

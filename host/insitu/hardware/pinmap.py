@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from insitu.network.schema import AXES, NetworkError, ParseContext, read_source
+from insitu.resources import boards_dir
 from insitu_node.config import MAX_BONDS, ConfigError, from_dict
 from insitu_node.hal.board import COIL_HZ, SERVO_HZ
 
@@ -41,7 +42,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 PINMAP_SCHEMA = 1
-BOARDS_DIR = Path(__file__).resolve().parents[3] / "hardware" / "boards"
+BOARDS_DIR = boards_dir()  # insitu.resources: hardware/boards, shipped in the wheel
 ELEMENT_KINDS = ("servo", "coil")
 ESP32_LEDC_CHANNELS = 16  # 8 high-speed + 8 low-speed LEDC channels (ESP32 TRM)
 
@@ -264,7 +265,7 @@ def load_pinmap(path: str | Path) -> PinMap:
 
 
 def default_pinmap_path(family: str) -> Path:
-    """hardware/boards/<family>.toml of this checkout."""
+    """The bundled pin map of a family: hardware/boards/<family>.toml (insitu.resources)."""
     return BOARDS_DIR / f"{family}.toml"
 
 

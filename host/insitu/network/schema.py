@@ -395,7 +395,21 @@ def _packed_geometry(ctx: ParseContext, packed: dict, dim: int, model: dict):
 
 
 def load_network(path: str | Path) -> Network:
-    """Read and validate a network file; raises NetworkError naming file, field and reason."""
+    """Read and validate a network file; raises NetworkError naming file, field and reason.
+
+    Every command's NETWORK argument comes through here: a bare name that is not an existing
+    file (``li-mao-2024``) is the bundled network of that name (insitu.resources)."""
+    if not Path(path).exists():
+        from insitu.resources import network_names, network_path
+
+        bundled = network_path(str(path))
+        if bundled is not None:
+            path = bundled
+        elif Path(path).name == str(path):  # a bare name, not a path to a missing file
+            names = ", ".join(network_names()) or "none"
+            raise NetworkError(
+                str(path), "file", f"not found, and not a bundled network name ({names})"
+            )
     return parse_network(read_source(path), str(path))
 
 

@@ -8,11 +8,11 @@ weights, so a load of m grams is a force of -m*g along y.
 from __future__ import annotations
 
 import csv
-from importlib import resources
 
 import numpy as np
 
 from insitu.network.schema import Network
+from insitu.resources import iris_csv
 from insitu.tasks.base import MSE, AbsCrossEntropy, Task, TaskError, split
 
 G = 9.8  # m/s^2, as in the paper
@@ -101,7 +101,7 @@ def regression(net: Network, seed: int = 0) -> Task:
 
 def load_iris() -> tuple[np.ndarray, np.ndarray]:
     """Fisher's 150 Iris rows shipped with the package: features (150, 4) cm, labels (150,)."""
-    text = (resources.files("insitu") / "data" / "iris.csv").read_text()
+    text = iris_csv().read_text()
     rows = list(csv.DictReader(text.splitlines()))
     X = np.array([[float(r[f]) for f in IRIS_FEATURES] for r in rows])
     y = np.array([IRIS_CLASSES.index(r["species"]) for r in rows])
