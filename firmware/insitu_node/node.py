@@ -33,11 +33,21 @@ CACHE = const(4)  # replies kept for retried sequence numbers
 STALE_MS = const(1000)  # a sensor silent this long is reported stale
 
 _STORE_PHASES = ("forward", "free")
-_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save")  # would move k or e
+# ops that would move k or e: refused while an element check runs
+_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save", "cal")
 
 
 def _zeros(n):
     return array("d", bytes(8 * n))
+
+
+def _interp(xs, ys, x):
+    """Piecewise-linear y(x) through increasing xs, extended linearly beyond both ends."""
+    i = 1
+    while i < len(xs) - 1 and x > xs[i]:
+        i += 1
+    x0, y0 = xs[i - 1], ys[i - 1]
+    return y0 + (ys[i] - y0) * (x - x0) / (xs[i] - x0)
 
 
 class Node:
@@ -70,10 +80,13 @@ class Node:
         for b in range(n):
             bd = bonds[b]
             self.k_min[b], self.k_max[b], self.k_init[b] = bd["k_min"], bd["k_max"], bd["k_init"]
-            self.gain[b], self.off[b] = bd["cal"]["gain"], bd["cal"]["offset"]
-        for a in range(nd):
-            c = cfg["disp"][a]["cal"]
-            self.gain[n + a], self.off[n + a] = c["gain"], c["offset"]
+        self._cfg_cal()
+        # node-held calibration (op cal): per bond [kr, kc] points of the realised-k -> nominal
+        # command map or None, per force axis [scale, offset] or None, and the host's id
+        self.km = [None] * n
+        self.fc = [None] * len(hal.force)
+        self.cal_id = None
+        self.kc = _zeros(n)  # nominal command last sent to each element
         self.e = _zeros(n)  # last measured elongations (m)
         self.u = _zeros(nd)  # last measured displacements (m)
         self._g = _zeros(n)  # scratch: batch-mean gradient
@@ -104,11 +117,19 @@ class Node:
         self._restore()
         self._apply_k()
 
+    def _cfg_cal(self):
+        """Strain and displacement gains/offsets as the config gives them."""
+        i = 0
+        for d in self.cfg["bonds"] + self.cfg["disp"]:
+            self.gain[i], self.off[i] = d["cal"]["gain"], d["cal"]["offset"]
+            i += 1
+
     # ---- persistence -------------------------------------------------------------------
     def _record(self):
         n, nd = self.n, self.nd
         return {
-            "v": 1,
+            "v": 2,
+            "cal": [self.cal_id, self.km, self.fc],
             "bonds": [list(b) for b in self.bond_ids],
             "k": list(self.kb),
             "gain": list(self.gain),
@@ -148,6 +169,9 @@ class Node:
             for i in range(n + nd):
                 if not gain[i] or (type(off[i]) is not int and not self._float):
                     return False
+            c = rec.get("cal")  # v1 records have none: the calibration in RAM stays
+            if c is not None and (len(c[1]) != n or len(c[2]) != len(self.fc)):
+                return False
         except (KeyError, TypeError, ValueError):
             return False
         for b in range(n):
@@ -159,6 +183,8 @@ class Node:
             self.off[i] = off[i]
         self.opt.name = o["name"]
         self.opt.t = int(o["t"])
+        if c is not None:
+            self.cal_id, self.km, self.fc = c
         return True
 
     # ---- actuation ---------------------------------------------------------------------
@@ -168,7 +194,28 @@ class Node:
             self._set_element(b)
 
     def _set_element(self, b):
-        self._elem[b].set_k(self.k[b], self.gain[b], self.off[b])
+        k = self.k[b]
+        m = self.km[b]
+        if m:  # calibrated: the nominal command that realises k
+            k = clip(_interp(m[0], m[1], k), self.k_min[b], self.k_max[b])
+        self.kc[b] = k
+        self._elem[b].set_k(k, self.gain[b], self.off[b])
+
+    def _realised(self):
+        """Per bond, the k its element realises for the command it was sent (a servo's
+        whole-microsecond pulse read back through its table, then the calibrated map)."""
+        out = []
+        for b in range(self.n):
+            c, el, m = self.kc[b], self._elem[b], self.km[b]
+            t = getattr(el, "_table", None)
+            if t:
+                us, ks = [p[1] for p in t], [p[0] for p in t]
+                if us[0] > us[-1]:
+                    us.reverse()
+                    ks.reverse()
+                c = _interp(us, ks, el.cmd)
+            out.append(_interp(m[1], m[0], c) if m else c)
+        return out
 
     def enter_safe(self):
         """Host silent: forces off, clamps released (if configured), stiffness held."""
@@ -297,6 +344,7 @@ class Node:
             "force": len(self.hal.force),
             "clamp": len(self.hal.clamp),
             "disp": self.nd,
+            "cal": self.cal_id,
         }
         if self.reset_cause is not None:
             p["reset"] = self.reset_cause
@@ -451,9 +499,13 @@ class Node:
         dev = self._axis(self.hal.force, a["axis"], "force actuator")
         if a["f"] is None:
             raise ArgError("f", "required")
-        if abs(a["f"]) > dev.max_n:
+        F = a["f"]
+        c = self.fc[a["axis"]]
+        if c and F:  # calibrated: the command that makes F (0 stays off)
+            F = (F - c[1]) / c[0]
+        if abs(F) > dev.max_n:
             raise ArgError("f", f"beyond actuator range {dev.max_n:g} N")
-        return {"cmd": dev.set(a["f"])}
+        return {"cmd": dev.set(F)}
 
     def _op_clamp(self, f, a):
         axis = a["axis"]
@@ -643,6 +695,7 @@ class Node:
             "faults": [FAULT_NAMES[c] for c in self.health.code],
             "busy": self._mstate != IDLE,
             "safe": self.safe,
+            "kr": self._realised(),
         }
         only = a["only"]
         return p if only is None else {only: p[only]}
@@ -686,6 +739,41 @@ class Node:
         for d in self.hal.force:
             d.off()
         return {"step": self.ckpt, "boots": self.boots}
+
+    def _op_cal(self, f, a):
+        s, kr, kc, ax, sc = a["slot"], a["kr"], a["kc"], a["axis"], a["scale"]
+        if kr or kc or s is not None:
+            if s is None or s >= self.n:
+                raise ArgError("slot", "no such bond slot")
+            lo, hi = self.k_min[s], self.k_max[s]
+            if not kr or not kc or len(kc) != len(kr):
+                raise ArgError("kc" if kr else "kr", "kr and kc pair up")
+            for i in range(len(kr)):
+                if kr[i] <= (kr[i - 1] if i else 0.0):
+                    raise ArgError(f"kr[{i}]", "not positive, increasing")
+                if kc[i] > hi or kc[i] <= (kc[i - 1] if i else lo - 1):
+                    raise ArgError(f"kc[{i}]", f"not increasing in [{lo:g}, {hi:g}]")
+        if sc or a["offset"] is not None or ax is not None:
+            if sc is None and a["offset"] is None:
+                raise ArgError("scale", "axis needs scale or offset")
+            self._axis(self.hal.force, ax, "force actuator")
+        if a["clear"]:
+            self.km = [None] * self.n
+            self.fc = [None] * len(self.fc)
+            self.cal_id = None
+            self._cfg_cal()
+        if kr:
+            self.km[s] = [kr, kc]
+            self.cal_id = None  # changed: calibrated again once the host sends the id
+        if ax is not None:
+            c = self.fc[ax] or [1.0, 0.0]
+            self.fc[ax] = [sc or c[0], c[1] if a["offset"] is None else a["offset"]]
+            self.cal_id = None
+        if a["id"] is not None:
+            self.cal_id = a["id"]
+        for b in range(self.n):
+            self._set_element(b)
+        return {"cal": self.cal_id}
 
     def _op_reset(self, f, a):
         if a["faults"]:

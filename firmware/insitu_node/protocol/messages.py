@@ -20,7 +20,7 @@ PHASES = ("forward", "adjoint", "free", "clamped", "nudged")
 RULES = ("adjoint", "coupled", "incremental", "spsa")
 OPTIMISERS = ("sgd", "momentum", "adam")
 STATE_KEYS = ("k", "kb", "e", "u", "g", "count", "kind", "opt", "raw", "health", "faults",
-              "busy", "safe")
+              "busy", "safe", "kr")
 
 _BIG = 1e12
 
@@ -89,6 +89,16 @@ SCHEMA = {
         "timeout_ms": (INT, 1, 600000, None),
         "rel": (FLOAT, 0.0, 1.0, 0.02),  # smallest relative change of |e| that counts
         "e_min": (FLOAT, 0.0, 1.0, 2e-6),  # metres: less elongation than this is not judged
+    },
+    "cal": {  # node-held calibration (docs/protocol.md "cal"); id last marks it complete
+        "slot": (INT, 0, 63, None),  # bond slot of the stiffness map kr -> kc
+        "kr": (FLOATS, 2, 8, None),  # realised stiffness (N/m), increasing
+        "kc": (FLOATS, 2, 8, None),  # nominal command realising it, increasing, in k bounds
+        "axis": (INT, 0, 7, None),  # force axis: F_cmd = (F - offset) / scale
+        "scale": (FLOAT, 0.1, 10.0, None),  # true newtons per commanded newton
+        "offset": (FLOAT, -10.0, 10.0, None),  # newtons while energised
+        "id": (INT, 0, 999999999, None),  # the host's calibration id: calibrated from now on
+        "clear": (BOOL, 0, 1, False),  # forget every map/force scale, gains back to config
     },
     "reset": {
         "opt": (BOOL, 0, 1, False),  # also forget optimiser moments
