@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default="realistic",
-        choices=("ideal", "realistic", "harsh"),
+        choices=("ideal", "realistic", "harsh", "miscalibrated"),
         help="emulated boards' hardware profile (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NODE:FX,FY",
         help="adjoint force in N (= -dL/du at an output; repeatable)",
     )
-    p.add_argument("--profile", default="ideal", choices=["ideal", "realistic", "harsh"])
+    p.add_argument(
+        "--profile", default="ideal", choices=["ideal", "realistic", "harsh", "miscalibrated"]
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, help="samples averaged per phase (default 1 ideal, 16)")
     p.add_argument(
