@@ -157,6 +157,8 @@ def test_calibration_with_noise_and_settling(net):
     before = cosine(rig)
     lab, rig = emulated_rig(net, "realistic")
     cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle, n=n)
+    # the nodes hold it (identify) and apply it themselves: no host-side wrapper any more
+    assert {rig.request(bd, "identify")["cal"] for bd in net.boards} == {cal.id}
     after = cosine(rig)
     assert after > max(before, 0.9999), (before, after)
 

@@ -37,17 +37,21 @@ _STORE_PHASES = ("forward", "free")
 _NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save", "cal")
 
 
-def _zeros(n):
-    return array("d", bytes(8 * n))
+def _zeros(z):
+    """A float array as long as the zero bytes z hold doubles (one z for many arrays: the
+    probe's peak counts every temporary of the node's construction)."""
+    return array("d", z)
 
 
-def _interp(xs, ys, x):
-    """Piecewise-linear y(x) through increasing xs, extended linearly beyond both ends."""
+def _interp(pts, x, a, b):
+    """Piecewise-linear map x -> y through the points p[a] -> p[b] of pts (p[a] monotone),
+    extended linearly beyond both ends."""
     i = 1
-    while i < len(xs) - 1 and x > xs[i]:
+    d = pts[-1][a] - pts[0][a]
+    while i < len(pts) - 1 and (x - pts[i][a]) * d > 0:
         i += 1
-    x0, y0 = xs[i - 1], ys[i - 1]
-    return y0 + (ys[i] - y0) * (x - x0) / (xs[i] - x0)
+    p, q = pts[i - 1], pts[i]
+    return p[b] + (q[b] - p[b]) * (x - p[a]) / (q[a] - p[a])
 
 
 class Node:
@@ -64,32 +68,35 @@ class Node:
         n = self.n = len(bonds)
         nd = self.nd = len(cfg["disp"])
         self.bond_ids = [b["bond"] for b in bonds]
-        self.k = _zeros(n)  # stiffness currently commanded
-        self.kb = _zeros(n)  # base stiffness (differs from k only while SPSA-perturbed)
-        self.k_min = _zeros(n)
-        self.k_max = _zeros(n)
-        self.k_init = _zeros(n)
-        self.gain = _zeros(n + nd)  # metres per count: strain slots, then displacement axes
+        z = bytes(8 * n)
+        self.k = _zeros(z)  # stiffness currently commanded
+        self.kb = _zeros(z)  # base stiffness (differs from k only while SPSA-perturbed)
+        self.k_min = _zeros(z)
+        self.k_max = _zeros(z)
+        self.k_init = _zeros(z)
+        self.gain = _zeros(bytes(8 * (n + nd)))  # m per count: strain slots, then disp axes
         # float counts only from an ideal emulated sensor; boards keep the integer hot path
         fl = False
-        for d in bonds + cfg["disp"]:
-            fl = fl or d["sensor"].get("float", False)
+        for ds in (bonds, cfg["disp"]):  # no concatenated list: the boot's peak counts it
+            for d in ds:
+                fl = fl or d["sensor"].get("float", False)
         tc = "d" if fl else "i"
         self._float = fl
         self.off = array(tc, bytes((8 if fl else 4) * (n + nd)))
         for b in range(n):
             bd = bonds[b]
             self.k_min[b], self.k_max[b], self.k_init[b] = bd["k_min"], bd["k_max"], bd["k_init"]
-        self._cfg_cal()
-        # node-held calibration (op cal): per bond [kr, kc] points of the realised-k -> nominal
-        # command map or None, per force axis [scale, offset] or None, and the host's id
-        self.km = [None] * n
-        self.fc = [None] * len(hal.force)
-        self.cal_id = None
-        self.kc = _zeros(n)  # nominal command last sent to each element
-        self.e = _zeros(n)  # last measured elongations (m)
-        self.u = _zeros(nd)  # last measured displacements (m)
-        self._g = _zeros(n)  # scratch: batch-mean gradient
+            self.gain[b], self.off[b] = bd["cal"]["gain"], bd["cal"]["offset"]
+        for a in range(nd):
+            c = cfg["disp"][a]["cal"]
+            self.gain[n + a], self.off[n + a] = c["gain"], c["offset"]
+        # node-held calibration (op cal): [the host's id or None, per bond the (kr, kc) points
+        # of its realised-k -> nominal command map or None, per force axis [scale, offset] or
+        # None]. One attribute: past 46 the instance's attribute table is reallocated larger
+        self.cal = [None, [None] * n, [None] * len(hal.force)]
+        self.e = _zeros(z)  # last measured elongations (m)
+        self.u = _zeros(bytes(8 * nd))  # last measured displacements (m)
+        self._g = _zeros(z)  # scratch: batch-mean gradient
         self.acc = Accumulator(n, cfg["tags"])
         self.opt = Optimiser(n)
         self.ch = Channels(n + nd, tc)
@@ -117,32 +124,25 @@ class Node:
         self._restore()
         self._apply_k()
 
-    def _cfg_cal(self):
-        """Strain and displacement gains/offsets as the config gives them."""
-        i = 0
-        for d in self.cfg["bonds"] + self.cfg["disp"]:
-            self.gain[i], self.off[i] = d["cal"]["gain"], d["cal"]["offset"]
-            i += 1
-
     # ---- persistence -------------------------------------------------------------------
     def _record(self):
-        n, nd = self.n, self.nd
         return {
             "v": 2,
-            "cal": [self.cal_id, self.km, self.fc],
-            "bonds": [list(b) for b in self.bond_ids],
+            "cal": self.cal,
+            "bonds": self._bonds(),
             "k": list(self.kb),
             "gain": list(self.gain),
             "off": list(self.off),
             "opt": {"name": self.opt.name, "t": self.opt.t, "m": list(self.opt.m),
                     "v": list(self.opt.v)},
-            "n": [n, nd],
             "step": self.ckpt,
         }
 
+    def _bonds(self):
+        return [list(b) for b in self.bond_ids]  # as JSON has them (identify, the record)
+
     def _restore(self):
-        for b in range(self.n):
-            self.kb[b] = self.k_init[b]
+        self.kb[:] = self.k_init  # array to array: no float object per bond (boot's peak)
         try:
             rec, status = persist.load(self.hal.storage)
         except Exception:
@@ -156,7 +156,7 @@ class Node:
     def _load_record(self, rec):
         n, nd = self.n, self.nd
         try:
-            if rec["n"] != [n, nd] or rec["bonds"] != [list(b) for b in self.bond_ids]:
+            if rec["bonds"] != self._bonds():  # gain/off lengths: nd
                 return False
             k, gain, off, o = rec["k"], rec["gain"], rec["off"], rec["opt"]
             if len(k) != n or len(gain) != n + nd or len(off) != n + nd:
@@ -170,7 +170,7 @@ class Node:
                 if not gain[i] or (type(off[i]) is not int and not self._float):
                     return False
             c = rec.get("cal")  # v1 records have none: the calibration in RAM stays
-            if c is not None and (len(c[1]) != n or len(c[2]) != len(self.fc)):
+            if c is not None and (len(c[1]) != n or len(c[2]) != len(self.cal[2])):
                 return False
         except (KeyError, TypeError, ValueError):
             return False
@@ -184,37 +184,36 @@ class Node:
         self.opt.name = o["name"]
         self.opt.t = int(o["t"])
         if c is not None:
-            self.cal_id, self.km, self.fc = c
+            self.cal = c
         return True
 
     # ---- actuation ---------------------------------------------------------------------
     def _apply_k(self):
+        self.k[:] = self.kb
         for b in range(self.n):
-            self.k[b] = self.kb[b]
             self._set_element(b)
 
-    def _set_element(self, b):
+    def _cmd(self, b):
+        """The nominal stiffness to command so that bond slot b realises k[b]."""
         k = self.k[b]
-        m = self.km[b]
-        if m:  # calibrated: the nominal command that realises k
-            k = clip(_interp(m[0], m[1], k), self.k_min[b], self.k_max[b])
-        self.kc[b] = k
-        self._elem[b].set_k(k, self.gain[b], self.off[b])
+        m = self.cal[1][b]
+        if m:  # calibrated: through the measured map
+            k = clip(_interp(m, k, 0, 1), self.k_min[b], self.k_max[b])
+        return k
+
+    def _set_element(self, b):
+        self._elem[b].set_k(self._cmd(b), self.gain[b], self.off[b])
 
     def _realised(self):
         """Per bond, the k its element realises for the command it was sent (a servo's
         whole-microsecond pulse read back through its table, then the calibrated map)."""
         out = []
         for b in range(self.n):
-            c, el, m = self.kc[b], self._elem[b], self.km[b]
+            c, el, m = self._cmd(b), self._elem[b], self.cal[1][b]
             t = getattr(el, "_table", None)
             if t:
-                us, ks = [p[1] for p in t], [p[0] for p in t]
-                if us[0] > us[-1]:
-                    us.reverse()
-                    ks.reverse()
-                c = _interp(us, ks, el.cmd)
-            out.append(_interp(m[1], m[0], c) if m else c)
+                c = _interp(t, el.cmd, 1, 0)
+            out.append(_interp(m, c, 1, 0) if m else c)
         return out
 
     def enter_safe(self):
@@ -340,11 +339,11 @@ class Node:
             "boots": self.boots,
             "persist": self.persist_status,
             "step": self.ckpt,
-            "bonds": [list(b) for b in self.bond_ids],
+            "bonds": self._bonds(),
             "force": len(self.hal.force),
             "clamp": len(self.hal.clamp),
             "disp": self.nd,
-            "cal": self.cal_id,
+            "cal": self.cal[0],
         }
         if self.reset_cause is not None:
             p["reset"] = self.reset_cause
@@ -500,7 +499,7 @@ class Node:
         if a["f"] is None:
             raise ArgError("f", "required")
         F = a["f"]
-        c = self.fc[a["axis"]]
+        c = self.cal[2][a["axis"]]
         if c and F:  # calibrated: the command that makes F (0 stays off)
             F = (F - c[1]) / c[0]
         if abs(F) > dev.max_n:
@@ -741,39 +740,9 @@ class Node:
         return {"step": self.ckpt, "boots": self.boots}
 
     def _op_cal(self, f, a):
-        s, kr, kc, ax, sc = a["slot"], a["kr"], a["kc"], a["axis"], a["scale"]
-        if kr or kc or s is not None:
-            if s is None or s >= self.n:
-                raise ArgError("slot", "no such bond slot")
-            lo, hi = self.k_min[s], self.k_max[s]
-            if not kr or not kc or len(kc) != len(kr):
-                raise ArgError("kc" if kr else "kr", "kr and kc pair up")
-            for i in range(len(kr)):
-                if kr[i] <= (kr[i - 1] if i else 0.0):
-                    raise ArgError(f"kr[{i}]", "not positive, increasing")
-                if kc[i] > hi or kc[i] <= (kc[i - 1] if i else lo - 1):
-                    raise ArgError(f"kc[{i}]", f"not increasing in [{lo:g}, {hi:g}]")
-        if sc or a["offset"] is not None or ax is not None:
-            if sc is None and a["offset"] is None:
-                raise ArgError("scale", "axis needs scale or offset")
-            self._axis(self.hal.force, ax, "force actuator")
-        if a["clear"]:
-            self.km = [None] * self.n
-            self.fc = [None] * len(self.fc)
-            self.cal_id = None
-            self._cfg_cal()
-        if kr:
-            self.km[s] = [kr, kc]
-            self.cal_id = None  # changed: calibrated again once the host sends the id
-        if ax is not None:
-            c = self.fc[ax] or [1.0, 0.0]
-            self.fc[ax] = [sc or c[0], c[1] if a["offset"] is None else a["offset"]]
-            self.cal_id = None
-        if a["id"] is not None:
-            self.cal_id = a["id"]
-        for b in range(self.n):
-            self._set_element(b)
-        return {"cal": self.cal_id}
+        from . import calop  # a one-off op: the module unloads itself after the request
+
+        return calop.apply(self, a)
 
     def _op_reset(self, f, a):
         if a["faults"]:
@@ -786,8 +755,7 @@ class Node:
             self.opt.reset()
         if a["k"]:
             self._spsa = None
-            for b in range(self.n):
-                self.kb[b] = self.k_init[b]
+            self.kb[:] = self.k_init
             self._apply_k()
         return {"count": 0}
 

@@ -220,7 +220,7 @@ def load_on_boards(rig: Rig, cal: Calibration, only: int | None = None) -> int:
                     f"force actuator at node {p.node} axis {p.axis}: scale {sc:.3g}, offset "
                     f"{off:.3g} N outside what a node takes (0.1..10, +/-10 N)"
                 )
-            rig.request(bd, "cal", {"axis": p.axis, "scale": float(sc), "offset": float(off)})
+            rig.request(bd, "cal", {"axis": p.axis, "f": [float(sc), float(off)]})
         rig.request(bd, "cal", {"id": cid})
     return cid
 
@@ -428,9 +428,9 @@ def calibrate(
 
     progress("forgetting the nodes' previous calibration")
     if only is None:
-        rig.broadcast("cal", {"clear": True})
+        rig.broadcast("cal", {"id": 0})
     else:
-        rig.request(only, "cal", {"clear": True})
+        rig.request(only, "cal", {"id": 0})
 
     progress("strain offsets: tare at rest")
     rig.set_stiffness(k_nominal)

@@ -26,7 +26,7 @@ def test_uncalibrated_until_id():
     assert h.one("cal", {"id": 1234}).args["cal"] == 1234
     assert h.one("identify").args["cal"] == 1234
     # any later change makes it incomplete again until the host sends the id
-    assert h.one("cal", {"axis": 0, "scale": 1.1}).args["cal"] is None
+    assert h.one("cal", {"axis": 0, "f": [1.1, 0.0]}).args["cal"] is None
 
 
 def test_stiffness_map_commands_and_realised_k():
@@ -49,13 +49,13 @@ def test_update_moves_along_calibrated_map():
     h.one("cal", {"slot": 0, "kr": [50.0, 100.0, 300.0], "kc": [103.125, 120.0, 171.875]})
     h.one("set", {"k": [150.0, 137.5]})
     want = 120.0 + (171.875 - 120.0) * 50.0 / 200.0
-    assert abs(node.kc[0] - want) < 1e-9
+    assert abs(node._cmd(0) - want) < 1e-9
     assert bus.last("stiffness", 0) == int(1000 + 10 * (want - 100.0) + 0.5)
 
 
 def test_force_scale_and_offset():
     bus, node, h = _setup()
-    h.one("cal", {"axis": 0, "scale": 1.25, "offset": 0.01})
+    h.one("cal", {"axis": 0, "f": [1.25, 0.01]})
     assert h.one("force", {"axis": 0, "f": 0.26}).args["cmd"] == 200  # (0.26-0.01)/1.25 N
     assert h.one("force", {"axis": 0, "f": 0.0}).args["cmd"] == 0  # zero stays off
     assert h.one("force", {"axis": 0, "f": 0.5}).op == "ok"  # 0.392 N commanded: in range
@@ -66,32 +66,34 @@ def test_errors_name_the_field_and_change_nothing():
     assert _err(h, {"slot": 0, "kr": [1.0, 2.0]}) == "kc"
     assert _err(h, {"kr": [1.0, 2.0], "kc": [110.0, 120.0]}) == "slot"
     assert _err(h, {"slot": 5, "kr": [1.0, 2.0], "kc": [110.0, 120.0]}) == "slot"
-    assert _err(h, {"slot": 0, "kr": [2.0, 1.0], "kc": [110.0, 120.0]}) == "kr[1]"
-    assert _err(h, {"slot": 0, "kr": [1.0, 2.0], "kc": [120.0, 110.0]}) == "kc[1]"
-    assert _err(h, {"slot": 0, "kr": [1.0, 2.0], "kc": [110.0, 190.0]}) == "kc[1]"
+    assert _err(h, {"slot": 0, "kr": [2.0, 1.0], "kc": [110.0, 120.0]}) == "kr"
+    assert _err(h, {"slot": 0, "kr": [1.0, 2.0], "kc": [120.0, 110.0]}) == "kc"
+    assert _err(h, {"slot": 0, "kr": [1.0, 2.0], "kc": [110.0, 190.0]}) == "kc"
     assert _err(h, {"slot": 0, "kr": [1.0, 2.0, 3.0], "kc": [110.0, 120.0]}) == "kc"
-    assert _err(h, {"axis": 3, "scale": 1.0}) == "axis"
-    assert _err(h, {"axis": 0}) == "scale"
-    assert _err(h, {"scale": 20.0}) == "scale"
+    assert _err(h, {"axis": 3, "f": [1.0, 0.0]}) == "axis"
+    assert _err(h, {"axis": 0, "f": [20.0, 0.0]}) == "f"
+    assert _err(h, {"axis": 0, "f": [1.0, 11.0]}) == "f"
+    assert _err(h, {"axis": 0}) == "f"
+    assert _err(h, {"axis": 0, "f": [1.0]}) == "f"
     assert _err(h, {"id": -1}) == "id"
-    assert node.km == [None, None] and node.fc == [None] and node.cal_id is None
+    assert node.cal == [None, [None, None], [None]]
 
 
 def test_clear_restores_config_gains():
     bus, node, h = _setup()
     h.one("configure", {"slot": 0, "gain": 2e-9, "offset": 5})
     h.one("cal", {"slot": 1, "kr": [90.0, 180.0], "kc": [110.0, 170.0], "axis": 0,
-                  "scale": 2.0, "id": 3})
-    assert h.one("cal", {"clear": True}).args["cal"] is None
-    assert node.gain[0] == fx.GAIN and node.off[0] == 0 and node.km == [None, None]
-    assert node.fc == [None] and bus.last("stiffness", 1) == 1375
+                  "f": [2.0, 0.0], "id": 3})
+    assert h.one("cal", {"id": 0}).args["cal"] is None
+    assert node.gain[0] == fx.GAIN and node.off[0] == 0
+    assert node.cal == [None, [None, None], [None]] and bus.last("stiffness", 1) == 1375
 
 
 def test_calibration_persists_with_the_state():
     st = MemStorage()
     bus, node, h = _setup(storage=st)
     h.one("cal", {"slot": 0, "kr": [92.8125, 154.6875], "kc": [103.125, 171.875], "axis": 0,
-                  "scale": 1.25, "offset": 0.01, "id": 42})
+                  "f": [1.25, 0.01], "id": 42})
     h.one("set", {"k": [135.0, 137.5]})
     assert h.one("save").op == "ok"
     n2 = emulated(fx.config(2), bus, storage=st, boots=2)  # a power cycle
@@ -111,4 +113,16 @@ def test_version_1_record_still_loads():
     rec.pop("cal")
     persist.save(st, rec)
     n2 = emulated(fx.config(2), bus, storage=st)
-    assert n2.persist_status == "ok" and list(n2.k) == [120.0, 160.0] and n2.cal_id is None
+    assert n2.persist_status == "ok" and list(n2.k) == [120.0, 160.0] and n2.cal[0] is None
+
+
+def test_the_op_module_leaves_the_heap_after_each_request():
+    import sys
+
+    import insitu_node
+
+    bus, node, h = _setup()
+    for args in ({"id": 5}, {"slot": 9, "kr": [1.0, 2.0], "kc": [110.0, 120.0]}):
+        h.one("cal", args)  # ok and err alike
+        assert "insitu_node.calop" not in sys.modules
+        assert not hasattr(insitu_node, "calop")

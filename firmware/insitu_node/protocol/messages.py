@@ -94,11 +94,13 @@ SCHEMA = {
         "slot": (INT, 0, 63, None),  # bond slot of the stiffness map kr -> kc
         "kr": (FLOATS, 2, 8, None),  # realised stiffness (N/m), increasing
         "kc": (FLOATS, 2, 8, None),  # nominal command realising it, increasing, in k bounds
-        "axis": (INT, 0, 7, None),  # force axis: F_cmd = (F - offset) / scale
-        "scale": (FLOAT, 0.1, 10.0, None),  # true newtons per commanded newton
-        "offset": (FLOAT, -10.0, 10.0, None),  # newtons while energised
-        "id": (INT, 0, 999999999, None),  # the host's calibration id: calibrated from now on
-        "clear": (BOOL, 0, 1, False),  # forget every map/force scale, gains back to config
+        "axis": (INT, 0, 7, None),  # force axis of "f"
+        # [scale 0.1..10, offset N within +/-10]: true = scale * commanded + offset while
+        # energised, so the node commands (F - offset) / scale for a force F
+        "f": (FLOATS, 2, 2, None),
+        # the host's calibration id, sent last: calibrated from now on; 0 first: forget every
+        # map and force scale, gains and offsets back to the config's
+        "id": (INT, 0, 999999999, None),
     },
     "reset": {
         "opt": (BOOL, 0, 1, False),  # also forget optimiser moments
