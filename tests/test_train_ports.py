@@ -72,6 +72,27 @@ def test_an_unknown_port_is_refused(repo_root):
     assert "/dev/insitu-no-such-port" in r.stderr.strip().splitlines()[-1]
 
 
+def test_gradcheck_on_ports_against_the_twin(lab, repo_root):
+    """`insitu gradcheck --port`: the boards' gradient vs the twin's at the k they report."""
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    r = subprocess.run(
+        [sys.executable, "-m", "insitu.cli.main", "gradcheck", LI_MAO, "--family", "emu",
+         *ports, "--load", "11:0,-0.049", "--load", "14:0.02,0", "--adjoint", "8:0.01,0",
+         "--adjoint", "2:-0.006,0", "--samples", "1", "--json"],
+        capture_output=True, text=True, cwd=repo_root, timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["cosine"] > 0.999999  # ideal parts: the twin is the truth
+    assert set(out["calibration"].values()) == {None}  # these boards hold none (yet)
+    bad = subprocess.run(
+        [sys.executable, "-m", "insitu.cli.main", "gradcheck", LI_MAO, "--family", "emu",
+         *ports, "--micropython", "--load", "11:0,-0.049", "--adjoint", "8:0.01,0"],
+        capture_output=True, text=True, cwd=repo_root, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_calibrate_on_ports_then_train_and_power_cycle(lab, repo_root):
     """Calibrated through the ports (the emulator hangs the weights), trained through the
     ports, and a board power-cycled afterwards still holds the calibration (last: it changes

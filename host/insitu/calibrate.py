@@ -225,6 +225,31 @@ def load_on_boards(rig: Rig, cal: Calibration, only: int | None = None) -> int:
     return cid
 
 
+def model_gradient(net: Network, k: np.ndarray, load: np.ndarray, f_adj: np.ndarray) -> np.ndarray:
+    """The twin's e·e_adj per bond: the network file's geometry at stiffness k (the nodes'
+    reported realised k), under ``load``, adjoint forces ``f_adj`` (dL/du = -f_adj)."""
+    from insitu.physics.linear import Equilibrium, compatibility
+
+    eq = Equilibrium(
+        compatibility(net.positions, net.bonds), k, net.clamped_dofs(),
+        node_ids=net.node_ids, dim=net.dim,
+    )  # fmt: skip
+    return eq.gradient(eq.solve(load), -f_adj)[0]
+
+
+def check_gradient(
+    rig: Rig, load: np.ndarray, f_adj: np.ndarray, settle_ms: int = 0, n: int = 1
+) -> Any:
+    """What a lab checks on its own rig: the boards' in-situ gradient (one forward and one
+    adjoint phase) against the twin's from the calibrated model (``model_gradient`` at the
+    realised k the nodes report). Returns an emulator.gradcheck.GradCheck."""
+    from insitu.emulator.gradcheck import compare, insitu_gradient
+
+    g = insitu_gradient(rig, load, f_adj, settle_ms=settle_ms, n=n)
+    twin = model_gradient(rig.network, rig.realised_stiffness(), load, f_adj)
+    return compare(rig.network, g, twin, rig.counters.loadings, rig.counters.sent)
+
+
 # ----------------------------------------------------------------------------- procedure
 
 
@@ -546,7 +571,9 @@ __all__ = [
     "PromptWeights",
     "Weights",
     "calibrate",
+    "check_gradient",
     "load_on_boards",
+    "model_gradient",
     "fit_force_balance",
     "fit_strain_scale",
 ]
