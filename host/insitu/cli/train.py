@@ -254,7 +254,8 @@ class _Job:
                 period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
                 flash_dir=flash_dir,
             )  # fmt: skip
-            if self.settings.get("calibrate"):  # re-applied on resume: host-side corrections
+            # a resumed run's boards booted from flash with the calibration they were saved with
+            if self.settings.get("calibrate") and self.rig.uncalibrated():
                 from insitu.calibrate import calibrate_emulated
                 from insitu.store.recorder import probe_phases
 
