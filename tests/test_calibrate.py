@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insitu.calibrate import EmulatedWeights, calibrate, calibrated
+from insitu.calibrate import EmulatedWeights, calibrate
 from insitu.emulator.gradcheck import insitu_gradient
 from insitu.emulator.hardware import REALISTIC
 from insitu.network.schema import Port, load_network
@@ -101,7 +101,7 @@ def test_calibration_restores_the_ideal_gradient_cosine(net):
     world = lab.world
     for p, s in cal.force_scale.items():  # the actuators' true scale, found to 0.1 %
         assert s == pytest.approx(world.force_parts[net.dof(p)].scale, rel=1e-3)
-    after = _cosine(net, calibrated(rig, cal), k, load, f_adj)
+    after = _cosine(net, rig, k, load, f_adj)
     print(f"cosine: ideal {ideal:.6f}, before {before:.6f}, after {after:.6f}")
     assert after >= ideal - 0.005, (after, ideal, before)
     # the bonds the encoders determine realise the stiffness asked for
@@ -157,7 +157,9 @@ def test_calibration_with_noise_and_settling(net):
     before = cosine(rig)
     lab, rig = emulated_rig(net, "realistic")
     cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle, n=n)
-    after = cosine(calibrated(rig, cal))
+    # the nodes hold it (identify) and apply it themselves: no host-side wrapper any more
+    assert {rig.request(bd, "identify")["cal"] for bd in net.boards} == {cal.id}
+    after = cosine(rig)
     assert after > max(before, 0.9999), (before, after)
 
 

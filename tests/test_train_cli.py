@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from insitu.cli.main import main
 from insitu.store import RunStore
 
@@ -43,6 +45,12 @@ def test_insitu_on_ideal_boards_records_a_run(tmp_path, capsys):
         assert steps[-1]["measurements"] > steps[0]["measurements"] > 0
         assert [c.step for c in st.checkpoints(1)] == [3, 2, 1, 0]
         assert all(c.on_boards for c in st.checkpoints(1))
+        # each checkpoint also records what the elements realise (the nodes' calibrated maps)
+        realised = [e for e in st.events(1) if e["kind"] == "realised"]
+        assert len(realised) == 4 and len(realised[-1]["detail"]["k"]) == 28
+        k_last = next(iter(st.checkpoints(1))).k  # uncalibrated: k to a whole-us pulse
+        assert np.allclose(realised[-1]["detail"]["k"], k_last, rtol=2e-3)
+        assert not np.array_equal(realised[-1]["detail"]["k"], k_last)
         grads = st.gradients(1)
         assert {g["epoch"] for g in grads} == {0, 3} and len(grads) == 2 * 28
         kinds = [e["kind"] for e in st.events(1)]

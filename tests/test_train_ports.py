@@ -31,7 +31,7 @@ def lab(repo_root):
 
 def test_train_on_ports_matches_in_process_boards(lab, repo_root):
     ports = [a for p in lab.ports().values() for a in ("--port", p)]
-    on_ports = _insitu(repo_root, "--family", "emu", *ports)
+    on_ports = _insitu(repo_root, "--family", "emu", "--uncalibrated", *ports)
     assert on_ports.returncode == 0, on_ports.stderr[-2000:]
     in_process = _insitu(repo_root)
     assert in_process.returncode == 0, in_process.stderr[-2000:]
@@ -40,6 +40,14 @@ def test_train_on_ports_matches_in_process_boards(lab, repo_root):
     # ideal parts and the same firmware: the same stiffness, whichever board runs it
     assert a["k_final"] == pytest.approx(b["k_final"], rel=1e-12)
     assert a["final_loss"] < a["history"][0]["train_loss"]
+
+
+def test_uncalibrated_boards_are_refused(lab, repo_root):
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    r = _insitu(repo_root, "--family", "emu", *ports)
+    assert r.returncode == 2 and r.stdout == ""
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "no calibration" in err[0] and "--uncalibrated" in err[0], err
 
 
 def test_a_missing_board_is_refused(lab, repo_root):
@@ -62,3 +70,54 @@ def test_an_unknown_port_is_refused(repo_root):
     r = _insitu(repo_root, "--family", "emu", "--port", "/dev/insitu-no-such-port")
     assert r.returncode == 2
     assert "/dev/insitu-no-such-port" in r.stderr.strip().splitlines()[-1]
+
+
+def test_gradcheck_on_ports_against_the_twin(lab, repo_root):
+    """`insitu gradcheck --port`: the boards' gradient vs the twin's at the k they report."""
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    r = subprocess.run(
+        [sys.executable, "-m", "insitu.cli.main", "gradcheck", LI_MAO, "--family", "emu",
+         *ports, "--load", "11:0,-0.049", "--load", "14:0.02,0", "--adjoint", "8:0.01,0",
+         "--adjoint", "2:-0.006,0", "--samples", "1", "--json"],
+        capture_output=True, text=True, cwd=repo_root, timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["cosine"] > 0.999999  # ideal parts: the twin is the truth
+    assert set(out["calibration"].values()) == {None}  # these boards hold none (yet)
+    bad = subprocess.run(
+        [sys.executable, "-m", "insitu.cli.main", "gradcheck", LI_MAO, "--family", "emu",
+         *ports, "--micropython", "--load", "11:0,-0.049", "--adjoint", "8:0.01,0"],
+        capture_output=True, text=True, cwd=repo_root, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_on_ports_then_train_and_power_cycle(lab, repo_root):
+    """Calibrated through the ports (the emulator hangs the weights), trained through the
+    ports, and a board power-cycled afterwards still holds the calibration (last: it changes
+    the module's boards)."""
+    from insitu.calibrate import EmulatedWeights, calibrate
+    from insitu.rig.lab import port_rig
+
+    net = lab.network
+    rig = port_rig(net, list(lab.ports().values()), family="emu")
+    try:
+        cal = calibrate(rig, EmulatedWeights(lab.world), levels=3, move_ms=0)
+        assert cal.saved and cal.id is not None
+        kr = rig.realised_stiffness()
+        assert kr == pytest.approx(net.k_init, rel=1e-6)  # ideal parts: maps are the identity
+    finally:
+        rig.close()
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    r = _insitu(repo_root, "--family", "emu", *ports)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["measurements"] > 0
+    board = next(iter(lab.boards.values()))
+    board.power_cycle()
+    rig = port_rig(net, list(lab.ports().values()), family="emu", timeout=10.0)
+    try:
+        assert rig.uncalibrated() == []
+        assert {i.calibration for i in rig.boards.values()} == {cal.id}
+    finally:
+        rig.close()

@@ -33,11 +33,25 @@ CACHE = const(4)  # replies kept for retried sequence numbers
 STALE_MS = const(1000)  # a sensor silent this long is reported stale
 
 _STORE_PHASES = ("forward", "free")
-_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save")  # would move k or e
+# ops that would move k or e: refused while an element check runs
+_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save", "cal")
 
 
-def _zeros(n):
-    return array("d", bytes(8 * n))
+def _zeros(z):
+    """A float array as long as the zero bytes z hold doubles (one z for many arrays: the
+    probe's peak counts every temporary of the node's construction)."""
+    return array("d", z)
+
+
+def _interp(pts, x, a, b):
+    """Piecewise-linear map x -> y through the points p[a] -> p[b] of pts (p[a] monotone),
+    extended linearly beyond both ends."""
+    i = 1
+    d = pts[-1][a] - pts[0][a]
+    while i < len(pts) - 1 and (x - pts[i][a]) * d > 0:
+        i += 1
+    p, q = pts[i - 1], pts[i]
+    return p[b] + (q[b] - p[b]) * (x - p[a]) / (q[a] - p[a])
 
 
 class Node:
@@ -54,16 +68,18 @@ class Node:
         n = self.n = len(bonds)
         nd = self.nd = len(cfg["disp"])
         self.bond_ids = [b["bond"] for b in bonds]
-        self.k = _zeros(n)  # stiffness currently commanded
-        self.kb = _zeros(n)  # base stiffness (differs from k only while SPSA-perturbed)
-        self.k_min = _zeros(n)
-        self.k_max = _zeros(n)
-        self.k_init = _zeros(n)
-        self.gain = _zeros(n + nd)  # metres per count: strain slots, then displacement axes
+        z = bytes(8 * n)
+        self.k = _zeros(z)  # stiffness currently commanded
+        self.kb = _zeros(z)  # base stiffness (differs from k only while SPSA-perturbed)
+        self.k_min = _zeros(z)
+        self.k_max = _zeros(z)
+        self.k_init = _zeros(z)
+        self.gain = _zeros(bytes(8 * (n + nd)))  # m per count: strain slots, then disp axes
         # float counts only from an ideal emulated sensor; boards keep the integer hot path
         fl = False
-        for d in bonds + cfg["disp"]:
-            fl = fl or d["sensor"].get("float", False)
+        for ds in (bonds, cfg["disp"]):  # no concatenated list: the boot's peak counts it
+            for d in ds:
+                fl = fl or d["sensor"].get("float", False)
         tc = "d" if fl else "i"
         self._float = fl
         self.off = array(tc, bytes((8 if fl else 4) * (n + nd)))
@@ -74,9 +90,13 @@ class Node:
         for a in range(nd):
             c = cfg["disp"][a]["cal"]
             self.gain[n + a], self.off[n + a] = c["gain"], c["offset"]
-        self.e = _zeros(n)  # last measured elongations (m)
-        self.u = _zeros(nd)  # last measured displacements (m)
-        self._g = _zeros(n)  # scratch: batch-mean gradient
+        # node-held calibration (op cal): [the host's id or None, per bond the (kr, kc) points
+        # of its realised-k -> nominal command map or None, per force axis [scale, offset] or
+        # None]. One attribute: past 46 the instance's attribute table is reallocated larger
+        self.cal = [None, [None] * n, [None] * len(hal.force)]
+        self.e = _zeros(z)  # last measured elongations (m)
+        self.u = _zeros(bytes(8 * nd))  # last measured displacements (m)
+        self._g = _zeros(z)  # scratch: batch-mean gradient
         self.acc = Accumulator(n, cfg["tags"])
         self.opt = Optimiser(n)
         self.ch = Channels(n + nd, tc)
@@ -106,22 +126,23 @@ class Node:
 
     # ---- persistence -------------------------------------------------------------------
     def _record(self):
-        n, nd = self.n, self.nd
         return {
-            "v": 1,
-            "bonds": [list(b) for b in self.bond_ids],
+            "v": 2,
+            "cal": self.cal,
+            "bonds": self._bonds(),
             "k": list(self.kb),
             "gain": list(self.gain),
             "off": list(self.off),
             "opt": {"name": self.opt.name, "t": self.opt.t, "m": list(self.opt.m),
                     "v": list(self.opt.v)},
-            "n": [n, nd],
             "step": self.ckpt,
         }
 
+    def _bonds(self):
+        return [list(b) for b in self.bond_ids]  # as JSON has them (identify, the record)
+
     def _restore(self):
-        for b in range(self.n):
-            self.kb[b] = self.k_init[b]
+        self.kb[:] = self.k_init  # array to array: no float object per bond (boot's peak)
         try:
             rec, status = persist.load(self.hal.storage)
         except Exception:
@@ -135,7 +156,7 @@ class Node:
     def _load_record(self, rec):
         n, nd = self.n, self.nd
         try:
-            if rec["n"] != [n, nd] or rec["bonds"] != [list(b) for b in self.bond_ids]:
+            if rec["bonds"] != self._bonds():  # gain/off lengths: nd
                 return False
             k, gain, off, o = rec["k"], rec["gain"], rec["off"], rec["opt"]
             if len(k) != n or len(gain) != n + nd or len(off) != n + nd:
@@ -148,6 +169,9 @@ class Node:
             for i in range(n + nd):
                 if not gain[i] or (type(off[i]) is not int and not self._float):
                     return False
+            c = rec.get("cal")  # v1 records have none: the calibration in RAM stays
+            if c is not None and (len(c[1]) != n or len(c[2]) != len(self.cal[2])):
+                return False
         except (KeyError, TypeError, ValueError):
             return False
         for b in range(n):
@@ -159,16 +183,38 @@ class Node:
             self.off[i] = off[i]
         self.opt.name = o["name"]
         self.opt.t = int(o["t"])
+        if c is not None:
+            self.cal = c
         return True
 
     # ---- actuation ---------------------------------------------------------------------
     def _apply_k(self):
+        self.k[:] = self.kb
         for b in range(self.n):
-            self.k[b] = self.kb[b]
             self._set_element(b)
 
+    def _cmd(self, b):
+        """The nominal stiffness to command so that bond slot b realises k[b]."""
+        k = self.k[b]
+        m = self.cal[1][b]
+        if m:  # calibrated: through the measured map
+            k = clip(_interp(m, k, 0, 1), self.k_min[b], self.k_max[b])
+        return k
+
     def _set_element(self, b):
-        self._elem[b].set_k(self.k[b], self.gain[b], self.off[b])
+        self._elem[b].set_k(self._cmd(b), self.gain[b], self.off[b])
+
+    def _realised(self):
+        """Per bond, the k its element realises for the command it was sent (a servo's
+        whole-microsecond pulse read back through its table, then the calibrated map)."""
+        out = []
+        for b in range(self.n):
+            c, el, m = self._cmd(b), self._elem[b], self.cal[1][b]
+            t = getattr(el, "_table", None)
+            if t:
+                c = _interp(t, el.cmd, 1, 0)
+            out.append(_interp(m, c, 1, 0) if m else c)
+        return out
 
     def enter_safe(self):
         """Host silent: forces off, clamps released (if configured), stiffness held."""
@@ -293,10 +339,11 @@ class Node:
             "boots": self.boots,
             "persist": self.persist_status,
             "step": self.ckpt,
-            "bonds": [list(b) for b in self.bond_ids],
+            "bonds": self._bonds(),
             "force": len(self.hal.force),
             "clamp": len(self.hal.clamp),
             "disp": self.nd,
+            "cal": self.cal[0],
         }
         if self.reset_cause is not None:
             p["reset"] = self.reset_cause
@@ -451,9 +498,13 @@ class Node:
         dev = self._axis(self.hal.force, a["axis"], "force actuator")
         if a["f"] is None:
             raise ArgError("f", "required")
-        if abs(a["f"]) > dev.max_n:
+        F = a["f"]
+        c = self.cal[2][a["axis"]]
+        if c and F:  # calibrated: the command that makes F (0 stays off)
+            F = (F - c[1]) / c[0]
+        if abs(F) > dev.max_n:
             raise ArgError("f", f"beyond actuator range {dev.max_n:g} N")
-        return {"cmd": dev.set(a["f"])}
+        return {"cmd": dev.set(F)}
 
     def _op_clamp(self, f, a):
         axis = a["axis"]
@@ -643,6 +694,7 @@ class Node:
             "faults": [FAULT_NAMES[c] for c in self.health.code],
             "busy": self._mstate != IDLE,
             "safe": self.safe,
+            "kr": self._realised(),
         }
         only = a["only"]
         return p if only is None else {only: p[only]}
@@ -687,6 +739,11 @@ class Node:
             d.off()
         return {"step": self.ckpt, "boots": self.boots}
 
+    def _op_cal(self, f, a):
+        from . import calop  # a one-off op: the module unloads itself after the request
+
+        return calop.apply(self, a)
+
     def _op_reset(self, f, a):
         if a["faults"]:
             self.health.clear()
@@ -698,8 +755,7 @@ class Node:
             self.opt.reset()
         if a["k"]:
             self._spsa = None
-            for b in range(self.n):
-                self.kb[b] = self.k_init[b]
+            self.kb[:] = self.k_init
             self._apply_k()
         return {"count": 0}
 

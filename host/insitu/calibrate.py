@@ -24,23 +24,24 @@ the boards' own sensors and actuators, the displacement encoders on the boards t
    corrected elongations, force balance at every free node, C^T diag(k) e = f, is linear in
    the bond stiffnesses k and in each actuator's scale s and offset o (f = s F + o while
    energised; each actuator is driven at +F and -F). The overall scale is fixed by the known
-   weight (cases with every actuator off and only the weight hanging). The firmware has no
-   run-time setting for the actuator scale (``cmd_per_n`` is in the node config), so it is
-   applied host-side: ``Calibration.force_commands`` divides out the measured scale/offset.
+   weight (cases with every actuator off and only the weight hanging).
 4. **Stiffness element map** (per bond) — the host commands a sweep of stiffness levels
    (through the node's nominal k -> pulse table) and, at each, estimates the realised k by the
    same force balance with the now-calibrated actuators. Per bond this gives commanded vs
-   realised pairs; they must be increasing (monotone check, reported per bond). The firmware's
-   k -> pulse table lives in the node config (no run-time op), so the correction is applied
-   host-side: ``Calibration.stiffness_commands`` inverts the measured map (piecewise linear,
-   linear beyond the ends, clipped to the bond's bounds). A node's own ``update`` steps are
-   therefore still taken on its nominal map (see hardware/README.md).
+   realised pairs; they must be increasing (monotone check, reported per bond).
 
-``save`` on every board then persists the strain calibration (gain and tare offset).
+The procedure starts from uncalibrated nodes (``cal clear``: config gains, no maps, no force
+scale) and ends by loading everything on the nodes (``load_on_boards``: strain gains, each
+bond's realised -> nominal stiffness map, each force axis's scale and offset, then the
+calibration id), so the nodes apply it themselves: a node's own ``update`` moves along its
+calibrated map and ``state`` reports the realised k. Boards on ports and emulated boards get
+the same calibration through the same ops; the host keeps no correction of its own. ``save``
+on every board then persists it with the learned state (docs/protocol.md ``cal``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -121,38 +122,22 @@ class Calibration:
     residual_strain: float  # rms relative residual of the compatibility fit
     residual_force: float  # rms relative residual of the force-balance fit
     saved: bool = False
+    id: int | None = None  # cal_id() as loaded on the nodes
     notes: list[str] = field(default_factory=list)
 
     @property
     def monotone(self) -> np.ndarray:
         return np.all(np.diff(self.k_real, axis=0) > 0, axis=0)
 
-    def stiffness_commands(self, k: np.ndarray) -> np.ndarray:
-        """The k to command (nominal map) so that each bond realises the stiffness k."""
-        k = np.asarray(k, dtype=float)
-        out = np.empty_like(k)
-        for b in range(len(k)):
-            kr, kc = self.k_real[:, b], self.k_levels[:, b]
-            if not self.monotone[b] or np.ptp(kr) <= 0:
-                out[b] = k[b]  # no usable map for this bond: command as asked
-                continue
-            if k[b] <= kr[0]:
-                c = kc[0] + (k[b] - kr[0]) * (kc[1] - kc[0]) / (kr[1] - kr[0])
-            elif k[b] >= kr[-1]:
-                c = kc[-1] + (k[b] - kr[-1]) * (kc[-1] - kc[-2]) / (kr[-1] - kr[-2])
-            else:
-                c = float(np.interp(k[b], kr, kc))
-            out[b] = min(self.k_max[b], max(self.k_min[b], c))
-        return out
+    def cal_id(self) -> int:
+        """A short id of this calibration (CRC-32 of its numbers, 1..10^9): what the nodes
+        report in identify, so the host can tell calibrated boards and which calibration."""
+        import zlib
 
-    def force_commands(self, forces: Mapping[Port, float]) -> dict[Port, float]:
-        """Commanded forces that make these true forces (0 stays 0: actuator off)."""
-        out = {}
-        for port, f in forces.items():
-            s = self.force_scale.get(port, 1.0)
-            o = self.force_offset.get(port, 0.0)
-            out[port] = 0.0 if f == 0.0 else (float(f) - o) / s
-        return out
+        nums = self.as_json()
+        for key in ("saved", "notes", "id"):
+            nums.pop(key)
+        return zlib.crc32(json.dumps(nums, sort_keys=True).encode()) % 999_999_999 + 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +166,7 @@ class Calibration:
             "residual_strain": self.residual_strain,
             "residual_force": self.residual_force,
             "saved": self.saved,
+            "id": self.id,
             "notes": self.notes,
         }
 
@@ -204,25 +190,64 @@ class Calibration:
         )
         bad = [f"{i}-{j}" for (i, j), m in zip(self.bonds, self.monotone, strict=True) if not m]
         if bad:
-            lines.append("NOT monotone (map not corrected): " + ", ".join(bad))
+            lines.append("NOT monotone (the node keeps its nominal map): " + ", ".join(bad))
+        lines.append(f"calibration id {self.id} loaded on the nodes")
         lines.append("saved on the boards" if self.saved else "not saved on the boards")
         lines.extend(self.notes)
         return "\n".join(lines)
 
 
-def calibrated(rig: Rig, cal: Calibration) -> Rig:
-    """Make `rig` apply the host-side parts of `cal` (force scale, stiffness map) from now on."""
-    apply_forces, set_stiffness = rig.apply_forces, rig.set_stiffness
+def load_on_boards(rig: Rig, cal: Calibration, only: int | None = None) -> int:
+    """Load `cal` on the nodes (op ``cal``): each monotone bond's realised -> nominal stiffness
+    map, each force axis's scale and offset, then the id that marks a node calibrated. Strain
+    gains were pushed by ``calibrate`` itself. Returns the id."""
+    net = rig.network
+    cid = cal.cal_id()
+    for bd in net.boards:
+        if only is not None and bd.id != only:
+            continue
+        for slot, b in enumerate(bd.bonds):
+            kr, kc = cal.k_real[:, b], cal.k_levels[:, b]
+            if cal.monotone[b] and kr[0] > 0:
+                rig.request(bd, "cal", {"slot": slot, "kr": [float(x) for x in kr],
+                                        "kc": [float(x) for x in kc]})  # fmt: skip
+        for p, sc in cal.force_scale.items():
+            if p.node != bd.node:
+                continue
+            off = cal.force_offset.get(p, 0.0)
+            if not (0.1 <= sc <= 10.0 and abs(off) <= 10.0):
+                raise CalibrationError(
+                    f"force actuator at node {p.node} axis {p.axis}: scale {sc:.3g}, offset "
+                    f"{off:.3g} N outside what a node takes (0.1..10, +/-10 N)"
+                )
+            rig.request(bd, "cal", {"axis": p.axis, "f": [float(sc), float(off)]})
+        rig.request(bd, "cal", {"id": cid})
+    return cid
 
-    def _apply(forces: Mapping[Port, float]) -> None:
-        apply_forces(cal.force_commands(forces))
 
-    def _set(k: np.ndarray) -> None:
-        set_stiffness(cal.stiffness_commands(k))
+def model_gradient(net: Network, k: np.ndarray, load: np.ndarray, f_adj: np.ndarray) -> np.ndarray:
+    """The twin's e·e_adj per bond: the network file's geometry at stiffness k (the nodes'
+    reported realised k), under ``load``, adjoint forces ``f_adj`` (dL/du = -f_adj)."""
+    from insitu.physics.linear import Equilibrium, compatibility
 
-    rig.apply_forces = _apply  # type: ignore[method-assign]
-    rig.set_stiffness = _set  # type: ignore[method-assign]
-    return rig
+    eq = Equilibrium(
+        compatibility(net.positions, net.bonds), k, net.clamped_dofs(),
+        node_ids=net.node_ids, dim=net.dim,
+    )  # fmt: skip
+    return eq.gradient(eq.solve(load), -f_adj)[0]
+
+
+def check_gradient(
+    rig: Rig, load: np.ndarray, f_adj: np.ndarray, settle_ms: int = 0, n: int = 1
+) -> Any:
+    """What a lab checks on its own rig: the boards' in-situ gradient (one forward and one
+    adjoint phase) against the twin's from the calibrated model (``model_gradient`` at the
+    realised k the nodes report). Returns an emulator.gradcheck.GradCheck."""
+    from insitu.emulator.gradcheck import compare, insitu_gradient
+
+    g = insitu_gradient(rig, load, f_adj, settle_ms=settle_ms, n=n)
+    twin = model_gradient(rig.network, rig.realised_stiffness(), load, f_adj)
+    return compare(rig.network, g, twin, rig.counters.loadings, rig.counters.sent)
 
 
 # ----------------------------------------------------------------------------- procedure
@@ -426,6 +451,12 @@ def calibrate(
     meter = _Meter(rig, settle_ms, n, progress)
     k_nominal = net.k_init.astype(float).copy()
 
+    progress("forgetting the nodes' previous calibration")
+    if only is None:
+        rig.broadcast("cal", {"id": 0})
+    else:
+        rig.request(only, "cal", {"id": 0})
+
     progress("strain offsets: tare at rest")
     rig.set_stiffness(k_nominal)
     meter.wait(move_ms)
@@ -498,10 +529,6 @@ def calibrate(
                 lds.append(true_forces(cmd))
         k_real[li], _, _, res = fit_force_balance(net, des, lds)
         res_sweep.append(res)
-    rig.set_stiffness(k_nominal)
-    meter.wait(move_ms)
-    rig.forces_off()
-    rig.tare(settle_ms=settle_ms, n=n)
     cal = Calibration(
         network=net.name,
         bonds=net.bond_ids(),
@@ -521,6 +548,12 @@ def calibrate(
             "(invisible to the sensors; settled by the file's nominal stiffness)",
         ],
     )
+    progress("loading the calibration on the nodes")
+    cal.id = load_on_boards(rig, cal, only)
+    rig.set_stiffness(k_nominal)  # now realised k, through the nodes' maps
+    meter.wait(move_ms)
+    rig.forces_off()
+    rig.tare(settle_ms=settle_ms, n=n)
     if save:
         progress("saving calibration on the boards")
         if only is None:
@@ -538,18 +571,16 @@ __all__ = [
     "PromptWeights",
     "Weights",
     "calibrate",
-    "calibrated",
+    "check_gradient",
+    "load_on_boards",
+    "model_gradient",
     "fit_force_balance",
     "fit_strain_scale",
 ]
 
 
 def calibrate_emulated(lab: Any, rig: Rig, settle_ms: int = 0, n: int = 1) -> Calibration:
-    """Calibrate emulated boards (known weights hung by the emulator) and apply the host-side
-    corrections to `rig` from now on: what a lab does once before training.
-
-    Gains are pushed to the nodes but not saved, so a run's checkpoints stay the trainer's.
-    """
-    cal = calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, save=False)
-    calibrated(rig, cal)
-    return cal
+    """Calibrate emulated boards (known weights hung by the emulator): what a lab does once
+    before training. The calibration is loaded on the nodes but not saved, so a run's
+    checkpoints (which carry it) stay the trainer's."""
+    return calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, save=False)

@@ -20,7 +20,7 @@ PHASES = ("forward", "adjoint", "free", "clamped", "nudged")
 RULES = ("adjoint", "coupled", "incremental", "spsa")
 OPTIMISERS = ("sgd", "momentum", "adam")
 STATE_KEYS = ("k", "kb", "e", "u", "g", "count", "kind", "opt", "raw", "health", "faults",
-              "busy", "safe")
+              "busy", "safe", "kr")
 
 _BIG = 1e12
 
@@ -89,6 +89,18 @@ SCHEMA = {
         "timeout_ms": (INT, 1, 600000, None),
         "rel": (FLOAT, 0.0, 1.0, 0.02),  # smallest relative change of |e| that counts
         "e_min": (FLOAT, 0.0, 1.0, 2e-6),  # metres: less elongation than this is not judged
+    },
+    "cal": {  # node-held calibration (docs/protocol.md "cal"); id last marks it complete
+        "slot": (INT, 0, 63, None),  # bond slot of the stiffness map kr -> kc
+        "kr": (FLOATS, 2, 8, None),  # realised stiffness (N/m), increasing
+        "kc": (FLOATS, 2, 8, None),  # nominal command realising it, increasing, in k bounds
+        "axis": (INT, 0, 7, None),  # force axis of "f"
+        # [scale 0.1..10, offset N within +/-10]: true = scale * commanded + offset while
+        # energised, so the node commands (F - offset) / scale for a force F
+        "f": (FLOATS, 2, 2, None),
+        # the host's calibration id, sent last: calibrated from now on; 0 first: forget every
+        # map and force scale, gains and offsets back to the config's
+        "id": (INT, 0, 999999999, None),
     },
     "reset": {
         "opt": (BOOL, 0, 1, False),  # also forget optimiser moments

@@ -22,19 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default="realistic",
-        choices=("ideal", "realistic", "harsh"),
+        choices=("ideal", "realistic", "harsh", "miscalibrated"),
         help="emulated boards' hardware profile (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")
-    p.add_argument(
-        "--port",
-        action="append",
-        metavar="PORT",
-        help="calibrate the boards on these serial ports (repeat); the operator is asked to "
-        "hang the known weight",
-    )
-    p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
-    p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
+    add_port_arguments(
+        p, "calibrate the boards on these serial ports (repeat); the operator is asked to hang "
+        "the known weight",
+    )  # fmt: skip
     p.add_argument("--weight", type=float, default=5.0, help="known weight in grams (5)")
     p.add_argument("--force", type=float, default=0.05, help="actuator load in N (0.05)")
     p.add_argument("--levels", type=int, default=5, help="stiffness sweep levels (5)")
@@ -44,22 +39,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def add_port_arguments(p: argparse.ArgumentParser, port_help: str) -> None:
+    """--port (repeatable), --family, --pins: boards on serial ports (calibrate, gradcheck)."""
+    p.add_argument("--port", action="append", metavar="PORT", help=port_help)
+    p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
+    p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
+
+
+def open_port_rig(args: argparse.Namespace, net: Any) -> Any:
+    """A connected Rig over the boards on args.port (UserError, one line, if it cannot be);
+    emu boards' configs follow args.profile (what `insitu emulate` started them with)."""
+    from insitu.cli.main import UserError
+    from insitu.deploy.flash import FlashError
+    from insitu.links import LinkError
+    from insitu.rig import RigError
+    from insitu.rig.lab import port_rig
+
+    try:
+        return port_rig(net, args.port, args.family, args.pins, profile=args.profile)
+    except (FlashError, ValueError, LinkError, RigError) as exc:
+        raise UserError(str(exc))
+
+
 def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
     """(rig, weights, world or None)."""
     from insitu.calibrate import EmulatedWeights, PromptWeights
     from insitu.cli.main import UserError
 
     if args.port:
-        from insitu.deploy.flash import FlashError
-        from insitu.links import LinkError
-        from insitu.rig import RigError
-        from insitu.rig.lab import port_rig
-
-        try:
-            rig = port_rig(net, args.port, args.family, args.pins)
-        except (FlashError, ValueError, LinkError, RigError) as exc:
-            raise UserError(str(exc))
-        return rig, PromptWeights(lambda msg: input(msg)), None
+        return open_port_rig(args, net), PromptWeights(lambda msg: input(msg)), None
     if args.family or args.pins:
         raise UserError("--family and --pins go with --port (boards on serial ports)")
     from insitu.rig import emulated_rig

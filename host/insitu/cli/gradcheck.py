@@ -1,14 +1,17 @@
-"""`insitu gradcheck`: in-situ gradient from emulated boards vs the exact gradient."""
+"""`insitu gradcheck`: in-situ gradient from the boards vs the exact one (emulated boards: the
+emulator's truth; boards on ports: the twin's, from the calibration the nodes hold)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
+from insitu.cli.calibrate import add_port_arguments, open_port_rig
 from insitu.cli.solve import load_vector
 from insitu.network.schema import load_network
 
-HELP = "one forward and one adjoint phase on emulated boards; compare with the exact gradient"
+HELP = "one forward and one adjoint phase on the boards; compare with the exact gradient"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NODE:FX,FY",
         help="adjoint force in N (= -dL/du at an output; repeatable)",
     )
-    p.add_argument("--profile", default="ideal", choices=["ideal", "realistic", "harsh"])
+    p.add_argument(
+        "--profile", default="ideal", choices=["ideal", "realistic", "harsh", "miscalibrated"]
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, help="samples averaged per phase (default 1 ideal, 16)")
     p.add_argument(
@@ -35,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="boards as real MicroPython processes on ptys (slower, realistic)",
     )
+    add_port_arguments(
+        p, "boards on these serial ports (repeat): compare with the twin's gradient at the "
+        "realised k the nodes report (their calibration) and the file's geometry",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true")
 
 
@@ -57,14 +66,27 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"{flag}: node {node} has no board with a force actuator")
     if args.samples is not None and not 1 <= args.samples <= 64:
         raise UserError(f"--samples {args.samples}: must be 1..64")
-    res = run_gradcheck(net, load, f_adj, args.profile, args.seed, args.micropython, args.samples)
+    if args.port:
+        if args.micropython:
+            raise UserError("--micropython starts emulated boards; drop it with --port")
+        res, where, calibrated = _on_ports(args, net, load, f_adj)
+    else:
+        if args.family or args.pins:
+            raise UserError("--family and --pins go with --port (boards on serial ports)")
+        res = run_gradcheck(
+            net, load, f_adj, args.profile, args.seed, args.micropython, args.samples
+        )
+        where = f"profile {args.profile}, " + (
+            "MicroPython boards" if args.micropython else "in-process boards"
+        )
+        calibrated = None
     if args.json:
-        print(json.dumps(res.as_json()))
+        out = res.as_json()
+        if calibrated is not None:
+            out["calibration"] = calibrated
+        print(json.dumps(out))
         return 0
-    print(
-        f"{net.name}: profile {args.profile}, "
-        f"{'MicroPython' if args.micropython else 'in-process'} boards"
-    )
+    print(f"{net.name}: {where}")
     print(f"{'bond':>9} {'in situ':>14} {'exact':>14}")
     for (i, j), a, b in zip(res.bonds, res.insitu, res.exact, strict=True):
         print(f"{i:>4}-{j:<4} {a:14.6e} {b:14.6e}")
@@ -73,3 +95,25 @@ def run(args: argparse.Namespace) -> int:
         f"{res.loadings} loadings, {res.messages} messages"
     )
     return 0
+
+
+def _on_ports(args: argparse.Namespace, net: Any, load: Any, f_adj: Any) -> tuple[Any, str, dict]:
+    """The check on boards on serial ports against the twin; (result, where, calibration ids)."""
+    from insitu.calibrate import check_gradient
+    from insitu.cli.main import UserError
+    from insitu.rig import RigError
+
+    rig = open_port_rig(args, net)
+    try:
+        settle_ms = int(round(10 * net.relaxation_time * 1000))  # 10 tau, as the trainer
+        res = check_gradient(rig, load, f_adj, settle_ms=settle_ms, n=args.samples or 16)
+        ids = {a: i.calibration for a, i in rig.boards.items()}
+        bare = rig.uncalibrated()
+    except RigError as exc:
+        raise UserError(str(exc))
+    finally:
+        rig.close()
+    where = f"{len(args.port)} port(s), twin at the nodes' realised k"
+    if bare:
+        where += f" (uncalibrated: {', '.join(bare)})"
+    return res, where, ids

@@ -16,7 +16,7 @@ import numpy as np
 HELP = "train a network on a task (behaviour, regression, iris, or your own)"
 
 PERIOD_MS = 10  # emulated boards' control period
-PROFILES = ("ideal", "realistic", "harsh")
+PROFILES = ("ideal", "realistic", "harsh", "miscalibrated")
 # flags whose values a resumed run takes from the run itself
 RECOVER = 3  # in-place recoveries of a run on boards (--recover)
 _RUN_FLAGS = ("network", "task", "task_csv", "task_fn", "epochs", "batch", "lr", "sharpness")
@@ -69,8 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="emulated boards: calibrate strain gains and force actuators before training "
+        help="emulated boards: calibrate them (loaded on the nodes) before training "
         "(insitu calibrate; hardware/README.md)",
+    )
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="--port: train boards that hold no calibration (refused otherwise)",
     )
     p.add_argument(
         "--check-elements",
@@ -237,6 +242,11 @@ class _Job:
                 )  # fmt: skip
             except (FlashError, ValueError, LinkError, RigError) as exc:
                 raise UserError(str(exc))
+            bare = self.rig.uncalibrated()
+            if bare and not self.settings.get("uncalibrated"):
+                self.rig.close()
+                raise UserError(f"{', '.join(bare)} hold(s) no calibration: run insitu calibrate "
+                                "--port ... first, or train with --uncalibrated")  # fmt: skip
             return
         if self.on_rig:
             self.lab, self.rig = emulated_rig(
@@ -244,7 +254,8 @@ class _Job:
                 period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
                 flash_dir=flash_dir,
             )  # fmt: skip
-            if self.settings.get("calibrate"):  # re-applied on resume: host-side corrections
+            # a resumed run's boards booted from flash with the calibration they were saved with
+            if self.settings.get("calibrate") and self.rig.uncalibrated():
                 from insitu.calibrate import calibrate_emulated
                 from insitu.store.recorder import probe_phases
 
@@ -339,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         "period_ms": PERIOD_MS,
         "network_file": str(Path(net.source).resolve()),  # a bundled name resolves to its file
         "calibrate": bool(args.calibrate),
+        "uncalibrated": bool(args.uncalibrated),
         "check_elements": bool(args.check_elements),
         "recover": int(args.recover),
     }

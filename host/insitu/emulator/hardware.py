@@ -228,7 +228,21 @@ HARSH = Profile(
     disp=DispSpec(noise_counts=2.0, gain_error=0.01, quantise=True),  # assumptions
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (IDEAL, REALISTIC, HARSH)}
+# The realistic bench with parts deliberately far from their nominal calibration (issue 13's
+# bench calibration): strain gains off by up to 15 %, 5x the bridge offsets, element maps off
+# by 8 % (slope) and 4 % (offset), force scales 15 % and 1 mN offsets. Noise as realistic; the
+# point is that calibration, not better parts, brings the gradient back.
+MISCALIBRATED = REALISTIC.with_(
+    name="miscalibrated",
+    description="Realistic noise, parts far off nominal: calibration must find every error.",
+    strain=replace(REALISTIC.strain, gain_error=0.15, offset_counts=1e6),
+    element=replace(REALISTIC.element, gain_error=0.08, offset_error=0.04),
+    force=replace(REALISTIC.force, scale_error=0.15, offset_n=1e-3),
+)
+
+PROFILES: dict[str, Profile] = {
+    p.name: p for p in (IDEAL, REALISTIC, HARSH, MISCALIBRATED)
+}
 
 
 def get_profile(profile: str | Profile) -> Profile:

@@ -84,6 +84,7 @@ class BoardInfo:
     persist: str
     step: int | None = None  # checkpoint of the state the board runs (save/load step=)
     reset: str | None = None  # why the board last started (wdt, pwron, ...), if it can tell
+    calibration: int | None = None  # id of the calibration the node holds (op cal), or None
 
 
 @dataclass
@@ -440,6 +441,7 @@ class Rig:
             persist=str(a.get("persist")),
             step=a.get("step"),
             reset=None if a.get("reset") is None else str(a.get("reset")),
+            calibration=None if a.get("cal") is None else int(a["cal"]),
         )
 
     # ------------------------------------------------------------------ actuation
@@ -699,6 +701,15 @@ class Rig:
     def stiffness(self, states: Mapping[str, dict[str, Any]] | None = None) -> np.ndarray:
         """Commanded stiffness per bond (network order), as the boards report it."""
         return self._per_bond(self.state("k") if states is None else states, "k")
+
+    def realised_stiffness(self, states: Mapping[str, dict[str, Any]] | None = None) -> np.ndarray:
+        """Realised stiffness per bond (network order): what each node's element realises for
+        the command it sent, through the node's calibrated map (``state`` key ``kr``)."""
+        return self._per_bond(self.state("kr") if states is None else states, "kr")
+
+    def uncalibrated(self) -> list[str]:
+        """The connected boards that hold no calibration (identify ``cal`` null)."""
+        return [self._name(a) for a, i in sorted(self.boards.items()) if i.calibration is None]
 
     def accumulated(
         self, states: Mapping[str, dict[str, Any]] | None = None

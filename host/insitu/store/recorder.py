@@ -133,6 +133,9 @@ class Recorder(Callback):
             k = self.rig.stiffness(states)
             opt = board_opt_state(self.rig, states)
             self.rig.check_boots()
+            # what the elements realise for what the nodes sent (their calibrated maps)
+            kr = self.rig.realised_stiffness(states)
+            self.store.add_event(self.run, "realised", {"k": [float(x) for x in kr]}, step)
         self.store.add_snapshot(
             self.run, step, epoch, k, opt, on_boards=self.rig is not None,
             measurements=self.measurements, messages=self.messages,
@@ -147,7 +150,8 @@ class Recorder(Callback):
         self.steps_per_epoch = max(1, -(-int(task.train.size) // config.batch))
         if self.rig is not None:
             boards = {
-                a: {"uid": i.uid, "boots": i.boots, "persist": i.persist, "cfg": i.config_hash}
+                a: {"uid": i.uid, "boots": i.boots, "persist": i.persist, "cfg": i.config_hash,
+                    "cal": i.calibration}
                 for a, i in self.rig.boards.items()
             }
             self.store.add_event(self.run, "connect", {"boards": boards}, self.step)

@@ -1,0 +1,222 @@
+"""Calibration benchmark: the real-board path, end to end, through serial ports only.
+
+For each hardware profile (``realistic``, ``harsh`` and ``miscalibrated``: parts far off their
+nominal calibration, emulator/hardware.py) the boards of li-mao-2024 run as MicroPython
+processes on ptys (``emulator.mplab.MicroPythonLab``, as ``insitu emulate --micropython``), and
+the host reaches them only through their ports (``rig.lab.port_rig``):
+
+1. gradient check before calibration: one forward and one adjoint phase (``calibrate
+   .check_gradient``); ``cosine_before`` is its cosine with the emulator's *truth* (the physics
+   core at the world's true stiffness and geometry), ``twin_before`` with the twin's gradient at
+   the k the nodes report;
+2. ``calibrate.calibrate`` (the emulator hangs the known weights, as a person would), loaded on
+   the nodes and saved;
+3. the same check again: ``cosine_after`` (truth) and ``twin_after`` (the twin at the nodes'
+   reported realised k: what ``insitu gradcheck --port`` shows a lab).
+
+Then Iris in situ on the calibrated ``miscalibrated`` boards, through the ports, against in
+silico on the same seeds. The worlds relax in real time (the processes run on a wall clock), so
+every phase waits 10 τ: ``--quick`` uses τ/4 (a faster-settling bench; calibration and the
+gradient do not depend on τ), 3 sweep levels, 8 samples per phase and one Iris epoch of one
+seed; the full run uses the file's τ, 5 levels, 16 samples, and ``--iris-epochs`` ×
+``--iris-seeds`` (100 × 5 by default: measure an epoch first, ``iris.epoch_s`` in the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "calibration through serial ports: gradient cosine before/after per profile, Iris after"
+
+NETWORK = "li-mao-2024"
+PROFILES = ("realistic", "harsh", "miscalibrated")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profiles", default=",".join(PROFILES), help="comma-separated profiles")
+    p.add_argument("--seed", type=int, default=1, help="the boards' part draws (1)")
+    p.add_argument("--iris-epochs", type=int, help="Iris epochs (100; 1 with --quick; 0: none)")
+    p.add_argument("--iris-seeds", type=int, help="Iris training seeds 0.. (5; 1 with --quick)")
+    p.add_argument("--tau-scale", type=float, help="relaxation time x this (1; 0.25 --quick)")
+
+
+def _case(net: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A load and adjoint forces every board feels (5 g at the behaviour input, as the tests)."""
+    from insitu.network.schema import Port
+
+    nd = net.n_nodes * net.dim
+    load, f_adj = np.zeros(nd), np.zeros(nd)
+    load[net.dof(Port(11, 1))] = -0.049
+    load[net.dof(Port(14, 0))] = 0.02
+    f_adj[net.dof(Port(8, 0))] = 0.01
+    f_adj[net.dof(Port(2, 0))] = -0.006
+    f_adj[net.dof(Port(3, 1))] = 0.004
+    return load, f_adj
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _check(rig: Any, world: Any, load: Any, f_adj: Any, settle_ms: int, n: int) -> dict:
+    from insitu.calibrate import check_gradient
+
+    r = check_gradient(rig, load, f_adj, settle_ms=settle_ms, n=n)
+    truth = world.exact_gradient(-f_adj, f=load)
+    return {"truth": _cos(r.insitu, truth), "twin": r.cosine}
+
+
+def _iris(net: Any, rig: Any, profile: str, epochs: int, seeds: int) -> dict[str, Any]:
+    """Iris in situ on these (calibrated) boards vs in silico, same seeds."""
+    from insitu.tasks import make_task
+    from insitu.trainers import insilico, insitu
+    from insitu.trainers.common import TrainConfig
+
+    rows = []
+    for seed in range(seeds):
+        task = make_task("iris", net, seed)
+        d = task.defaults
+        cfg = TrainConfig(epochs=epochs, batch=int(d["batch"]), lr=float(d["lr"]), seed=seed)
+        t0 = time.perf_counter()
+        r = insitu.train(net, task, cfg, rig=rig, profile=profile, eval_every=max(1, epochs))
+        wall = time.perf_counter() - t0
+        s = insilico.train(net, task, cfg)
+        rows.append({
+            "seed": seed,
+            "insitu_test_accuracy": r.final.test_accuracy,
+            "insilico_test_accuracy": s.final.test_accuracy,
+            "insitu_wall_s": wall,
+        })  # fmt: skip
+    epoch_s = float(np.mean([r["insitu_wall_s"] for r in rows])) / max(1, epochs)
+    a = [r["insitu_test_accuracy"] for r in rows]
+    b = [r["insilico_test_accuracy"] for r in rows]
+    return {
+        "profile": profile,
+        "epochs": epochs,
+        "seeds": seeds,
+        "rows": rows,
+        "insitu_mean": float(np.mean(a)),
+        "insilico_mean": float(np.mean(b)),
+        "gap_points": 100.0 * float(np.mean(a) - np.mean(b)),
+        "epoch_s": epoch_s,
+        "full_run_hours": epoch_s * 100 * 5 / 3600.0,  # 100 epochs x 5 seeds, one bench
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from insitu.bench import machine_info
+    from insitu.bench.gradient import network_path  # the one place it is found (li-mao-2024)
+    from insitu.calibrate import EmulatedWeights, calibrate
+    from insitu.emulator.mplab import MicroPythonLab
+    from insitu.network.schema import load_network
+    from insitu.rig.lab import port_rig
+
+    quick = bool(args.quick)
+    profiles = [p for p in args.profiles.split(",") if p]
+    tau_scale = args.tau_scale or (0.25 if quick else 1.0)
+    epochs = args.iris_epochs if args.iris_epochs is not None else (1 if quick else 100)
+    seeds = args.iris_seeds or (1 if quick else 5)
+    levels, n = (3, 8) if quick else (5, 16)
+    base = load_network(network_path())
+    net = replace(base, relaxation_time=base.relaxation_time * tau_scale)
+    settle_ms = int(round(10 * net.relaxation_time * 1000))
+    load, f_adj = _case(net)
+    rows: list[dict[str, Any]] = []
+    iris = None
+    for profile in profiles:
+        with MicroPythonLab(net, profile, seed=args.seed) as lab:
+            rig = port_rig(net, list(lab.ports().values()), "emu", profile=profile, timeout=5.0)
+            try:
+                before = _check(rig, lab.world, load, f_adj, settle_ms, n)
+                t0 = time.perf_counter()
+                cal = calibrate(
+                    rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, levels=levels
+                )
+                cal_s = time.perf_counter() - t0
+                after = _check(rig, lab.world, load, f_adj, settle_ms, n)
+                rows.append({
+                    "profile": profile,
+                    "cosine_before": before["truth"],
+                    "cosine_after": after["truth"],
+                    "twin_before": before["twin"],
+                    "twin_after": after["twin"],
+                    "calibration_id": cal.id,
+                    "calibrate_s": cal_s,
+                    "messages": int(rig.counters.sent),
+                })  # fmt: skip
+                if profile == "miscalibrated" and epochs > 0:
+                    iris = _iris(net, rig, profile, epochs, seeds)
+            finally:
+                rig.close()
+    return {
+        "network": NETWORK,
+        "quick": quick,
+        "tau_s": net.relaxation_time,
+        "settle_ms": settle_ms,
+        "levels": levels,
+        "samples": n,
+        "seed": args.seed,
+        "rows": rows,
+        "iris": iris,
+        "machine": machine_info(),
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['network']} through ports, tau {result['tau_s']:g} s, settle "
+        f"{result['settle_ms']} ms, {result['levels']} levels, {result['samples']} samples",
+        f"{'profile':<14} {'cos before':>11} {'cos after':>10} {'twin after':>11} {'cal s':>7}",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['profile']:<14} {r['cosine_before']:11.6f} {r['cosine_after']:10.6f} "
+            f"{r['twin_after']:11.6f} {r['calibrate_s']:7.0f}"
+        )
+    it = result.get("iris")
+    if it:
+        lines.append(
+            f"Iris on calibrated {it['profile']} boards, {it['epochs']} epoch(s) x {it['seeds']} "
+            f"seed(s): in situ {100 * it['insitu_mean']:.1f} %, in silico "
+            f"{100 * it['insilico_mean']:.1f} % ({it['gap_points']:+.1f} points); "
+            f"{it['epoch_s']:.0f} s an epoch, 100 x 5 would take {it['full_run_hours']:.1f} h"
+        )
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    out = ["| profile | cosine before | cosine after | twin after |", "|---|---|---|---|"]
+    for r in result["rows"]:
+        out.append(
+            f"| {r['profile']} | {r['cosine_before']:.6f} | {r['cosine_after']:.6f} | "
+            f"{r['twin_after']:.6f} |"
+        )
+    return "\n".join(out) + "\n\n" + summary(result).splitlines()[-1] + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(x - 0.2, [1 - r["cosine_before"] for r in rows], 0.4, label="before")
+    ax.bar(x + 0.2, [max(1 - r["cosine_after"], 1e-9) for r in rows], 0.4, label="after")
+    ax.axhline(1e-3, color="k", lw=0.8, ls="--", label="target 1 - 0.999")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [r["profile"] for r in rows])
+    ax.set_ylabel("1 - gradient cosine vs truth")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
