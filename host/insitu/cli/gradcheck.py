@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from insitu.cli.element import add_element, element_profile
 from insitu.cli.solve import load_vector
 from insitu.network.schema import load_network
 
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="adjoint force in N (= -dL/du at an output; repeatable)",
     )
     p.add_argument("--profile", default="ideal", choices=["ideal", "realistic", "harsh"])
+    add_element(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, help="samples averaged per phase (default 1 ideal, 16)")
     p.add_argument(
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from insitu.cli.main import UserError
     from insitu.emulator.gradcheck import run_gradcheck
 
+    args.profile = element_profile(args)
     net = load_network(args.network)
     if not args.load:
         raise UserError("give at least one --load NODE:FX,FY")
