@@ -3,10 +3,11 @@
 The sensing flexure (k_s, config element.flex_k) already acts across the bond, so the loop adds
 only k - k_s. The gain G = (k - k_s) * m_per_count * cmd_per_n (command per count) is held as
 a mantissa m (|m| < 2**15) and a shift s (12..28), rounded, not truncated: relative error
-<= 2**-15 (137.5 N/m -> 137.502 on the kit's chain). control() runs every tick, so it is integer-only (a float
-is a heap object on a board) and exact: c = round(-G * d) for every |d| < 2**25 counts (any
-24-bit HX711 word minus any config offset), with d split in 13 + 12 bits so no product leaves
-the 31-bit small-int range of a 32-bit board. The command clips only at max_cmd (full duty).
+<= 2**-15 (137.5 N/m -> 137.502 on the kit's chain). control() runs every tick, so it is
+integer-only (a float is a heap object on a board) and exact: c = round(-G * d) for every
+|d| < 2**25 counts (any 24-bit HX711 word minus any config offset), with d split in 13 + 12
+bits so no product leaves the 31-bit small-int range of a 32-bit board. The command clips only
+at max_cmd (full duty).
 """
 
 from ..compat import const
