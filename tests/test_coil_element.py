@@ -129,3 +129,15 @@ def test_element_flag_is_on_every_command(capsys, repo_root):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "in-process boards only" in err[0]
+
+
+def test_a_coil_build_on_a_pico_keeps_the_flexure_once(net, repo_root):
+    from insitu.deploy.nodeconfig import node_config
+    from insitu.hardware.pinmap import apply_pins, bench_calibration, load_pinmap
+    from insitu_node.config import from_dict
+
+    pm = load_pinmap(repo_root / "hardware" / "boards" / "pico.toml")
+    bd = next(b for b in net.boards if 0 < len(b.bonds) <= pm.max_bonds("coil"))
+    cfg = apply_pins(node_config(net, bd, bench_calibration(), family="rp2"), pm, "coil")
+    for b in from_dict(cfg)[0]["bonds"]:
+        assert b["element"]["flex_k"] == BENCH.flexure_k and b["element"]["type"] == "coil"
