@@ -256,8 +256,9 @@ def _axes(cfg, key):
 
 
 def _wdt(wdt, fam):
-    # machine.WDT limits: ESP32 at least 1 s (IDF task watchdog); the RP2040's counter runs
-    # down twice per us tick (erratum RP2040-E1): 2**24 / 2 us = 8388 ms, also kept on RP2350
+    # machine.WDT limits: ESP32 at least 1 s (esp32 ports have passed timeout_ms // 1000 s to
+    # the IDF task watchdog, refusing 0); the RP2040's 24-bit counter runs down twice per us
+    # (datasheet errata), 2**24 / 2 us = 8388 ms (MicroPython docs), also kept on RP2350
     lo, hi = (1000, 3600000) if fam == "esp32" else (100, 8388)
     try:
         return {
