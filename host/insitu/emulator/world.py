@@ -220,8 +220,6 @@ class World:
     def use_coils(self, law: Callable[[int], float | None]) -> None:
         """Every bond becomes a voice-coil virtual spring whose loop gain (commands per
         count) ``law(bond)`` reads from its node (insitu.emulator.coil)."""
-        from .coil import CoilBank
-
         with self._lock:
             self.coils = CoilBank(self, law)
             self._sync()
@@ -292,7 +290,7 @@ class World:
         """Apply pending events and servo frames up to `now`, one state per change time."""
         if now is None:
             now = self.clock.now()
-        if self.coils is not None:  # a loop gain set since the last state changes its k now
+        if self.coils is not None:  # a loop gain set since the world last looked changes k
             self.coils.refresh(now)
         if self.mechanism is not None:
             # the last state could not be solved; retry with whatever changed since
@@ -592,7 +590,8 @@ class Bus:
 
     Devices (docs/emulator.md): read "strain" (slot) -> HX711 count, "ready" (slot) -> 1 when
     a new conversion is available, "disp" (axis) -> encoder count; write "stiffness" (slot,
-    pulse us), "force" (axis, newtons), "clamp" (axis, metres), "release" (axis, ignored).
+    pulse us), "force" (axis, newtons), "clamp" (axis, metres), "release" (axis, ignored),
+    "coil" (slot, the virtual spring's command; coil builds, ``World.use_coils``).
     Axes are spatial: 0 = x, 1 = y, 2 = z of this board's node. Slots index Board.bonds.
     """
 
