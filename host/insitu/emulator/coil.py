@@ -108,12 +108,6 @@ class CoilPart:
         k = self.k_flex + gain * counts_per_m * self.n_per_cmd
         return max(k, 1e-3 * self.k_flex)  # the bond never goes slack (K stays definite)
 
-    def force(self, command: float) -> float:
-        """Force (N) of a command as the driver delivers it: PWM steps, full-duty clip."""
-        c = max(-DUTY_FULL, min(DUTY_FULL, command))
-        step = DUTY_FULL / self.spec.pwm_levels
-        return round(c / step) * step * self.n_per_cmd
-
 
 class CoilBank:
     """The coil parts of a world's bonds, bound to the loop gains the nodes hold."""
