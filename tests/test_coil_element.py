@@ -141,3 +141,13 @@ def test_a_coil_build_on_a_pico_keeps_the_flexure_once(net, repo_root):
     cfg = apply_pins(node_config(net, bd, bench_calibration(), family="rp2"), pm, "coil")
     for b in from_dict(cfg)[0]["bonds"]:
         assert b["element"]["flex_k"] == BENCH.flexure_k and b["element"]["type"] == "coil"
+
+
+def test_saturation_is_listed_beyond_full_duty_only(net):
+    lab = InProcessLab(net, "ideal+coil")
+    w = lab.world
+    dof = next(iter(w.force_parts))
+    w.command_force(dof, -0.049 * w.nominal.force_cmd_per_n)  # 5 g: far inside full duty
+    assert w.coils.saturated() == []
+    w.command_force(dof, -10.0 * w.nominal.force_cmd_per_n)  # 10 N: past 0.625 N per coil
+    assert w.coils.saturated()
