@@ -15,7 +15,8 @@ def test_bench_elements_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["benchmark"] == "elements" and {"cpu", "python"} <= set(result["machine"])
-    assert [r["profile"] for r in result["rows"]] == ["ideal", "realistic", "harsh"]
+    assert [r["profile"] for r in result["rows"]] == ["ideal", "realistic", "harsh", "ideal+coil",
+                                                     "realistic+coil", "harsh+coil"]
     for r in result["rows"]:
         assert r["healthy"]["false_alarms"] == [] and r["healthy"]["ok"] == 28
         assert r["healthy"]["min_margin"] > 1.0  # the check tells them apart

@@ -16,10 +16,11 @@ def test_bench_gradient_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     result = json.loads(capsys.readouterr().out)
     assert result["benchmark"] == "gradient"
     ns, ls = result["noise_sweep"], result["load_sweep"]
-    assert [r["profile"] for r in ns["profiles"]] == ["ideal", "realistic", "harsh"]
+    builds = ["ideal", "realistic", "harsh", "ideal+coil", "realistic+coil", "harsh+coil"]
+    assert [r["profile"] for r in ns["profiles"]] == builds
     assert [r["factor"] for r in ns["realistic_noise_factor"]] == [0.0, 1.0]
-    ideal = ns["profiles"][0]
-    assert ideal["cosine"]["min"] > 0.999999 and ideal["rel_err"]["max"] < 1e-6
+    for ideal in (ns["profiles"][0], ns["profiles"][3]):  # servo and coil builds
+        assert ideal["cosine"]["min"] > 0.999999 and ideal["rel_err"]["max"] < 1e-6
     for r in ns["profiles"] + ns["realistic_noise_factor"]:
         assert {"cosine", "rel_err"} <= set(r) and {"mean", "std", "min", "max"} <= set(r["cosine"])
     small, large = ls["points"]

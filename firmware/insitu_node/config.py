@@ -17,6 +17,9 @@ FAMILIES = ("rp2", "esp32", "emu")
 SENSORS = ("hx711", "adc", "emu")
 ELEMENTS = ("servo", "coil")
 HX711_GAINS = (128, 64, 32)
+# servo pulse range (us) unless the pin map declares the servo's own within 100..5000
+_US_LO = const(500)
+_US_HI = const(2500)
 
 
 class ConfigError(ValueError):
@@ -138,24 +141,24 @@ def _sensor(d):
         raise _at("sensor", e)
 
 
-def _row(row, prev):
+def _row(row, prev, lo, hi):
     if type(row) is not list or len(row) != 2:
         raise ConfigError("", "not [k, us]")
     k = _value(row[0], "k", float)
-    us = _value(row[1], "us", int, 100, 5000)
+    us = _value(row[1], "us", int, lo, hi)
     if prev and k <= prev[-1][0]:
         raise ConfigError("", "k not increasing")
     return (k, us)
 
 
-def _table(e):
+def _table(e, lo, hi):
     tab = _get(e, "table", list)
     if len(tab) < 2:
         raise ConfigError("table", "needs >= 2 points")
     out = []
     for i in range(len(tab)):
         try:
-            out.append(_row(tab[i], out))
+            out.append(_row(tab[i], out, lo, hi))
         except ConfigError as err:
             raise _at(f"table[{i}]", err)
     return out
@@ -169,10 +172,14 @@ def _element(d):
             raise ConfigError("type", "not one of " + "|".join(ELEMENTS))
         out = {"type": t, "pins": _pins(e)}
         if t == "servo":
-            out["table"] = _table(e)
+            # pulse limits: the RC default unless the pin map wrote the servo's own (us_min/max)
+            lo = _get(e, "us_min", int, _US_LO, 100, 5000)
+            out["table"] = _table(e, lo, _get(e, "us_max", int, _US_HI, lo, 5000))
         else:
             out["cmd_per_n"] = _get(e, "cmd_per_n", float, lo=1e-9)
             out["max_cmd"] = _get(e, "max_cmd", int, 65535, 1, 1 << 20)
+            if "flex_k" in e:  # the sensing flexure's k_s (N/m); absent: 0, no dict entry
+                out["flex_k"] = _get(e, "flex_k", float, lo=0.0)
         return out
     except ConfigError as err:
         raise _at("element", err)
@@ -248,11 +255,15 @@ def _axes(cfg, key):
     return out
 
 
-def _wdt(wdt):
+def _wdt(wdt, fam):
+    # machine.WDT limits: ESP32 at least 1 s (esp32 ports have passed timeout_ms // 1000 s to
+    # the IDF task watchdog, refusing 0); the RP2040's 24-bit counter runs down twice per us
+    # (datasheet errata), 2**24 / 2 us = 8388 ms (MicroPython docs), also kept on RP2350
+    lo, hi = (1000, 3600000) if fam == "esp32" else (100, 8388)
     try:
         return {
             "enable": _get(wdt, "enable", bool, False),
-            "timeout_ms": _get(wdt, "timeout_ms", int, 8000, 100, 8388),
+            "timeout_ms": _get(wdt, "timeout_ms", int, 8000, lo, hi),
             "grace_ms": _get(wdt, "grace_ms", int, 60000, 0, 3600000),
         }
     except ConfigError as e:
@@ -297,7 +308,7 @@ def validate(cfg):
         "timeout_ms": _get(cfg, "timeout_ms", int, 5000, 0, 3600000),
         "tags": _get(cfg, "tags", int, 16, 1, 64),
         "safe_release": _get(cfg, "safe_release", bool, True),
-        "wdt": _wdt(wdt),
+        "wdt": _wdt(wdt, fam),
         "bonds": bonds,
         "force": _axes(cfg, "force"),
         "clamp": _axes(cfg, "clamp"),

@@ -60,9 +60,9 @@ class Pin:
 
 def test_hx711_not_ready_then_signed_value_and_gain_pulses():
     chip = FakeHX711()
-    hx = HX711(chip.dout, chip.clk, gain=64)
+    hx = HX711(chip.dout, chip.clk, gain=64, jump=1 << 25)  # plausibility: case_hx711.py
     assert hx.poll() is None
-    for v in (123456, -1, -8388608, 8388607, 0):
+    for v in (123456, -2, -8388608, 8388607, 1):
         chip.load(v)
         assert hx.poll() == v
         assert chip.pulses == 27

@@ -9,7 +9,8 @@ side (tests/test_firmware_cases.py) collects the same functions through all_case
 import sys
 
 MODULES = ("case_codec", "case_validate", "case_config", "case_learning", "case_hal",
-           "case_persist", "case_node", "case_reliability", "case_cal")
+           "case_persist", "case_node", "case_reliability", "case_cal", "case_coil",
+           "case_hx711")
 
 
 def all_cases():

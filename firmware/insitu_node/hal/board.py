@@ -58,7 +58,8 @@ def build(cfg, fam, storage):
             hal.element.append(Servo(el["table"], servo_sink(fam, el["pins"]["pwm"])))
         else:
             sink = hbridge_sink(fam, el["pins"])
-            hal.element.append(VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink))
+            vs = VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink, el.get("flex_k", 0))
+            hal.element.append(vs)
     for a in cfg["force"]:
         hal.force.append(Force(a["cmd_per_n"], a["max_n"], hbridge_sink(fam, a["pins"])))
     for a in cfg["clamp"]:

@@ -48,7 +48,7 @@ def _element(el, sink):
         return Servo(el["table"], sink)
     from .coil import VirtualSpring
 
-    return VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink)
+    return VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink, el.get("flex_k", 0))
 
 
 def build(cfg, bus=None, storage=None, uid=None):

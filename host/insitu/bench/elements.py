@@ -1,8 +1,9 @@
 """Element self-test benchmark: does the response check tell working stiffness elements from
-stuck ones, on every bond, under each hardware profile?
+stuck ones, on every bond, under each hardware profile, for servo and voice-coil builds?
 
 Network li-mao-2024, in-process emulated boards running the real firmware (``check`` op,
-``insitu.rig.selftest.check_elements``). Per profile and seed:
+``insitu.rig.selftest.check_elements``). Per build (profile, or ``PROFILE+coil``: every bond
+a voice-coil virtual spring, ``insitu.emulator.coil``) and seed:
 
 - **healthy**: every element works; the whole self-test runs (tare, loads chosen per bond,
   56 checks). False alarms are bonds called ``stuck``; ``unloaded`` bonds were not judged.
@@ -20,10 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from insitu.emulator.coil import ELEMENTS, profile_name
+
 HELP = "element self-test: false alarms and stuck-element detection on every bond, by profile"
 
 NETWORK = "li-mao-2024"
 PROFILES = ("ideal", "realistic", "harsh")
+# every profile built with each stiffness element: servo leaf springs, then voice coils
+BUILDS = tuple(profile_name(p, e) for e in ELEMENTS for p in PROFILES)
 REL = 0.02  # the node's default smallest relative response
 
 
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--bonds: {NETWORK} has bonds 0..27, not {bad}")
     elif args.quick:
         bonds = [0, 13, 27]
-    rows = [measure(p, s, bonds) for p in PROFILES for s in range(seeds)]
+    rows = [measure(p, s, bonds) for p in BUILDS for s in range(seeds)]
     return {
         "benchmark": "elements",
         "quick": bool(args.quick),
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _by_profile(result: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for p in PROFILES:
+    for p in BUILDS:
         rows = [r for r in result["rows"] if r["profile"] == p]
         if not rows:
             continue
@@ -142,11 +147,11 @@ def _by_profile(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def summary(result: dict[str, Any]) -> str:
     lines = [f"element self-test benchmark ({result['network']}, load {result['load_n']} N)"]
-    lines.append("profile    seeds  judged      false alarms  min margin ok  stuck found"
+    lines.append("profile          seeds  judged      false alarms  min margin ok  stuck found"
                  "  max margin stuck  loadings")  # fmt: skip
     for r in _by_profile(result):
         lines.append(
-            f"{r['profile']:<10} {r['seeds']:>5}  {r['judged']:>4}/{r['bonds']:<6} "
+            f"{r['profile']:<16} {r['seeds']:>5}  {r['judged']:>4}/{r['bonds']:<6} "
             f"{r['false_alarms']:>8}      {r['min_margin']:>8.1f}      "
             f"{r['detected']:>3}/{r['scanned']:<6} {r['max_stuck_margin']:>10.3f}  "
             f"{r['loadings']:>8}"
@@ -175,8 +180,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for i, p in enumerate(PROFILES):
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for i, p in enumerate(BUILDS):
         rows = [r for r in result["rows"] if r["profile"] == p]
         stuck = [abs(s["margin"]) + 1e-4 for r in rows for s in r["stuck_scan"]]
         ax.scatter([i - 0.1] * len(stuck), stuck, marker="x", color="C3",
@@ -186,7 +191,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                    label="working (smallest per seed)" if i == 0 else None)  # fmt: skip
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="threshold")
     ax.set_yscale("log")
-    ax.set_xticks(range(len(PROFILES)), PROFILES)
+    ax.set_xticks(range(len(BUILDS)), BUILDS, fontsize=8)
     ax.set_ylabel("|e| change / threshold")
     ax.set_title(f"element response check, {result['network']}")
     ax.legend(fontsize=8)

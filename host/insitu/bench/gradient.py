@@ -130,7 +130,7 @@ def noise_sweep(net: Any, factors: list[float], seeds: int, n: int) -> dict[str,
     from insitu.emulator.hardware import REALISTIC
 
     named = []
-    for prof in PROFILES:
+    for prof in (*PROFILES, *(f"{p}+coil" for p in PROFILES)):  # servo, then coil builds
         row = {"profile": prof, **measure_noise_point(net, prof, seeds, n)}
         named.append(row)
     sweep = []
@@ -362,10 +362,10 @@ def markdown(result: dict[str, Any]) -> str:
         c, e = r["cosine"], r["rel_err"]
         return f"{c['mean']:.5f} / {c['min']:.5f} | {e['mean']:.4f} / {e['max']:.4f}"
 
-    from insitu.emulator.hardware import PROFILES as P
+    from insitu.emulator.hardware import get_profile
 
     for r in ns["profiles"]:
-        s = P[r["profile"]].strain
+        s = get_profile(r["profile"]).strain
         out.append(
             f"| {r['profile']} | {s.adc_noise_counts:.3g} | {s.ambient_noise_m * 1e9:.3g} "
             f"| {cells(r)} |"
@@ -423,7 +423,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         label="relative error",
     )
     a1.plot(x, [1 - r["cosine"]["mean"] for r in sw], "s--", label="1 − cosine")
-    for r, mk in zip(ns["profiles"], ("", "^", "v"), strict=True):
+    for r, mk in zip(ns["profiles"][:3], ("", "^", "v"), strict=True):  # servo builds
         if r["profile"] == "ideal":
             continue
         fx = 1.0 if r["profile"] == "realistic" else None

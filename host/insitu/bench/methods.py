@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from insitu.cli.element import add_element
+
 HELP = "loadings per update and to a target loss: in situ vs coupled, PAT, SPSA, FD"
 
 LI_MAO = "li-mao-2024"
@@ -68,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=float, default=TARGET,
                    help="target loss as a fraction of the initial loss (default 0.01)")  # fmt: skip
     p.add_argument("--profile", default="ideal", choices=("ideal", "realistic", "harsh"))
+    add_element(p)
     p.add_argument("--lr", type=float, default=1.0, help="Adam step, N/m (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=int, help="lattice rows = cols (default 11; 6 with --quick)")
@@ -294,6 +297,9 @@ def run_network(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from insitu.bench import machine_info
+    from insitu.cli.element import element_profile
+
+    args.profile = element_profile(args)
     from insitu.network.schema import load_network
     from insitu.tasks import make_task
 

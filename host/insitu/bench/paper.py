@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from insitu.cli.element import add_element
+
 HELP = "the Li & Mao 2024 tasks in situ on emulated boards vs the published numbers"
 
 PUBLISHED: dict[str, Any] = {
@@ -58,6 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--behaviour-epochs", type=int, help="behaviour epochs (default 200; 5 with --quick)"
     )
     p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"))
+    add_element(p)
     p.add_argument("--prune", type=int, default=2, help="bonds removed in the damage run (2)")
     p.add_argument(
         "--calibrate",
@@ -376,6 +379,9 @@ def _cached(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from insitu.bench import machine_info
+    from insitu.cli.element import element_profile
+
+    args.profile = element_profile(args)
     from insitu.cli.main import UserError
     from insitu.network.schema import load_network
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from insitu.cli.element import add_element, element_profile
+
 HELP = "self-test: does every bond's stiffness element respond? (exit 1 if one is stuck)"
 
 
@@ -20,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
     p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"),
                    help="emulated boards' hardware profile (default %(default)s)")
+    add_element(p)
     p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")
     p.add_argument("--stuck", action="append", default=[], metavar="BOARD:SLOT",
                    help="emulated boards: make this stiffness element ignore commands (repeat)")
@@ -69,7 +72,7 @@ def _rig(args: argparse.Namespace, net: Any) -> Any:
     for board, _ in stuck:
         if board not in ids:
             raise UserError(f"--stuck {board}:...: {net.name} has no board {board}")
-    lab, rig = emulated_rig(net, args.profile, seed=args.seed)
+    lab, rig = emulated_rig(net, element_profile(args), seed=args.seed)
     for board, slot in stuck:
         try:
             faults.stuck_element(lab.world, board, slot)

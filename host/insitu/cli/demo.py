@@ -13,6 +13,7 @@ import sys
 import time
 
 from insitu.calibrate import calibrate_emulated
+from insitu.cli.element import add_element, element_profile
 from insitu.cli.progress import Progress as _Progress
 
 HELP = "emulated boards learn Iris in situ (li-mao-2024, realistic profile)"
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"))
+    add_element(p)
     p.add_argument("--network", default=None, help="network file (default: li-mao-2024)")
     p.add_argument("--store", metavar="PATH", help="run store (default runs/insitu.sqlite)")
 
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    args.profile = element_profile(args)
     net = load_network(args.network or "li-mao-2024")  # a bundled network, by name
     task = make_task("iris", net, args.seed)
     cfg = TrainConfig(

@@ -6,6 +6,7 @@ import argparse
 import signal
 import threading
 
+from insitu.cli.element import add_element, element_profile
 from insitu.network.schema import load_network
 
 HELP = "start the emulated boards of a network on pseudo-terminals until interrupted"
@@ -14,6 +15,7 @@ HELP = "start the emulated boards of a network on pseudo-terminals until interru
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", help="network file (TOML)")
     p.add_argument("--profile", default="realistic", choices=["ideal", "realistic", "harsh"])
+    add_element(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the parts' errors and noise")
     p.add_argument(
         "--micropython",
@@ -24,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.profile = element_profile(args)
     net = load_network(args.network)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

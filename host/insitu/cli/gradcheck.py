@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from insitu.cli.calibrate import add_port_arguments, open_port_rig
+from insitu.cli.element import add_element, element_profile
 from insitu.cli.solve import load_vector
 from insitu.network.schema import load_network
 
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile", default="ideal", choices=["ideal", "realistic", "harsh", "miscalibrated"]
     )
+    add_element(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, help="samples averaged per phase (default 1 ideal, 16)")
     p.add_argument(
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from insitu.cli.main import UserError
     from insitu.emulator.gradcheck import run_gradcheck
 
+    args.profile = element_profile(args)
     net = load_network(args.network)
     if not args.load:
         raise UserError("give at least one --load NODE:FX,FY")

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from insitu.cli.element import add_element, element_profile
+
 HELP = "train a network on a task (behaviour, regression, iris, or your own)"
 
 PERIOD_MS = 10  # emulated boards' control period
@@ -53,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="realistic",
         help="emulated boards for a rig-based method (default %(default)s)",
     )
+    add_element(p)
     p.add_argument(
         "--port",
         action="append",
@@ -326,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(args)
+    args.profile = element_profile(args)
     if args.network is None:
         raise UserError("give a network file (or --resume RUN)")
     if not (args.task or args.task_csv or args.task_fn):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from insitu.hardware.pinmap import BENCH
 from insitu.network.schema import AXES, Board, Network
 from insitu_node.config import canonical, config_hash, from_dict
 
@@ -28,6 +29,21 @@ class Calibration:
     force_max_n: float
     servo_table: Any  # callable (k_min, k_max) -> [[k, us], ...]
     float_counts: bool = False  # ideal emulated sensors only
+    element: str = "servo"  # every bond's stiffness element: servo | coil (a coil build)
+    # coil element: duty counts per newton, full duty, the sensing flexure's k_s (N/m) that the
+    # loop leaves out; the kit's nominal figures (hardware/docs/node.md, option B)
+    coil_cmd_per_n: float = BENCH.coil_cmd_per_n
+    coil_max_cmd: int = BENCH.coil_max_cmd
+    flexure_k: float = BENCH.flexure_k
+
+    def element_config(self, k_min: float, k_max: float) -> dict[str, Any]:
+        """The firmware's element entry of a bond (config.py schema)."""
+        if self.element == "coil":
+            return {"type": "coil", "cmd_per_n": self.coil_cmd_per_n,
+                    "max_cmd": self.coil_max_cmd, "flex_k": self.flexure_k}  # fmt: skip
+        if self.element != "servo":
+            raise ValueError(f"unknown stiffness element {self.element!r} (known: servo, coil)")
+        return {"type": "servo", "table": self.servo_table(k_min, k_max)}
 
 
 def node_address(board: Board) -> str:
@@ -63,7 +79,7 @@ def node_config(
                 "k_init": float(net.k_init[b]),
                 "sensor": dict(sensor),
                 "cal": {"gain": cal.strain_m_per_count, "offset": int(cal.strain_offset)},
-                "element": {"type": "servo", "table": cal.servo_table(k_min, k_max)},
+                "element": cal.element_config(k_min, k_max),
             }
         )
     axes = range(net.dim)

@@ -149,6 +149,7 @@ class Profile:
     clamp: ClampSpec
     disp: DispSpec
     nominal: Nominal = field(default_factory=Nominal)
+    element_kind: str = "servo"  # every bond's stiffness element: servo | coil (emulator/coil.py)
 
     def with_(self, **changes) -> Profile:
         """A copy with some top-level fields replaced (e.g. relax=False)."""
@@ -246,14 +247,21 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(profile: str | Profile) -> Profile:
+    """A profile by name; "NAME+coil" is profile NAME built with voice-coil elements."""
     if isinstance(profile, Profile):
         return profile
+    base, plus, element = profile.partition("+")
     try:
-        return PROFILES[profile]
+        prof = PROFILES[base]
     except KeyError:
         raise ValueError(
             f"unknown hardware profile {profile!r} (known: {', '.join(PROFILES)})"
         ) from None
+    if not plus:
+        return prof
+    from .coil import with_element  # the element kinds live with the coil part
+
+    return with_element(prof, element)
 
 
 def part_rng(seed: int, kind: int, index: int) -> np.random.Generator:

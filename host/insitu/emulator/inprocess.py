@@ -53,6 +53,7 @@ def world_calibration(world: World) -> Calibration:
         force_max_n=max_n,
         servo_table=lambda lo, hi: servo_table(lo, hi, nom),
         float_counts=ideal,
+        element=prof.element_kind,
     )
 
 
@@ -100,6 +101,10 @@ class InProcessLab:
                 cfg, self.world.bus(bd.id), storage=self.storage[bd.id], boots=boots,
                 uid=f"emu-{network.name}-{bd.id}",
             )
+        if self.world.profile.element_kind == "coil":  # the world reads the loops' gains
+            from insitu.emulator.coil import firmware_law
+
+            self.world.use_coils(firmware_law(self))
         self._now = self.clock.ticks_ms()
         self._links: list[MemoryLink] = []
         self.ticks = 0  # node control steps run, for benchmarks

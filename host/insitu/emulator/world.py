@@ -43,6 +43,7 @@ from insitu.physics.nonlinear import (
 )
 
 from .clock import RealClock, VirtualClock
+from .coil import CoilBank
 from .hardware import (
     Clamp,
     DispSensor,
@@ -181,6 +182,7 @@ class World:
         self._segments: deque[_Segment] = deque(maxlen=_HISTORY)
         self._e_cache: tuple[float, int, np.ndarray] | None = None
         self.mechanism: str | None = None  # set while broken bonds leave a mechanism
+        self.coils: CoilBank | None = None  # voice-coil bonds (use_coils), else servos
         zero = np.zeros(self.n_dof)
         self._new_state(now, now, u_start=zero)
 
@@ -214,6 +216,13 @@ class World:
                 for s, b in enumerate(bd.bonds)
             ],
         }
+
+    def use_coils(self, law: Callable[[int], float | None]) -> None:
+        """Every bond becomes a voice-coil virtual spring whose loop gain (commands per
+        count) ``law(bond)`` reads from its node (insitu.emulator.coil)."""
+        with self._lock:
+            self.coils = CoilBank(self, law)
+            self._sync()
 
     # ------------------------------------------------------------------ events (writes)
 
@@ -281,6 +290,8 @@ class World:
         """Apply pending events and servo frames up to `now`, one state per change time."""
         if now is None:
             now = self.clock.now()
+        if self.coils is not None:  # a loop gain set since the world last looked changes k
+            self.coils.refresh(now)
         if self.mechanism is not None:
             # the last state could not be solved; retry with whatever changed since
             while self._events and self._events[0].t <= now:
@@ -579,7 +590,8 @@ class Bus:
 
     Devices (docs/emulator.md): read "strain" (slot) -> HX711 count, "ready" (slot) -> 1 when
     a new conversion is available, "disp" (axis) -> encoder count; write "stiffness" (slot,
-    pulse us), "force" (axis, newtons), "clamp" (axis, metres), "release" (axis, ignored).
+    pulse us), "force" (axis, newtons), "clamp" (axis, metres), "release" (axis, ignored),
+    "coil" (slot, the virtual spring's command; coil builds, ``World.use_coils``).
     Axes are spatial: 0 = x, 1 = y, 2 = z of this board's node. Slots index Board.bonds.
     """
 
@@ -598,7 +610,14 @@ class Bus:
             "force": lambda ch, v: world.command_force(self._dof(ch, "force"), v),
             "clamp": lambda ch, v: world.command_clamp(self._dof(ch, "clamp"), v),
             "release": lambda ch, v: world.command_release(self._dof(ch, "clamp")),
+            "coil": self._coil,
         }
+
+    def _coil(self, slot: int, value: float) -> None:
+        coils = self.world.coils
+        if coils is None:
+            raise DeviceError("voice-coil elements are emulated for in-process boards only")
+        coils.command(self._bond(slot), value)
 
     def _bond(self, slot: int) -> int:
         bonds = self.board.bonds

@@ -647,6 +647,7 @@ def apply_pins(
                 "pins": dict(pins),
                 "cmd_per_n": el["cmd_per_n"] if keep else nom.coil_cmd_per_n,
                 "max_cmd": el.get("max_cmd", nom.coil_max_cmd) if keep else nom.coil_max_cmd,
+                "flex_k": el.get("flex_k", nom.flexure_k) if keep else nom.flexure_k,
             }
     for key, have in (("force", pinmap.force), ("clamp", pinmap.clamp), ("disp", pinmap.disp)):
         for a in cfg.get(key, []):
