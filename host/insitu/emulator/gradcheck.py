@@ -119,8 +119,10 @@ def run_gradcheck(
     seed: int = 0,
     micropython: bool = False,
     n: int | None = None,
+    pins: str | None = None,
 ) -> GradCheck:
-    """Start emulated boards, measure the gradient in situ, compare with the exact one."""
+    """Start emulated boards, measure the gradient in situ, compare with the exact one.
+    ``pins``: in-process boards on pin-level silicon wired by that pin map (InProcessLab)."""
     if not np.any(f_adj):
         raise ValueError("the adjoint force is zero everywhere: nothing to check")
     if micropython:
@@ -138,7 +140,7 @@ def run_gradcheck(
                 rig.close()
     from insitu.rig.lab import emulated_rig
 
-    lab, rig = emulated_rig(net, profile, seed)
+    lab, rig = emulated_rig(net, profile, seed, pins=pins)
     return _check(rig, lab.world, net, load, f_adj, n)
 
 
