@@ -226,3 +226,17 @@ def test_pins_refuse_float_profiles(li_mao_path):
     net = load_network(li_mao_path)
     with pytest.raises(ValueError, match="unquantised"):
         InProcessLab(net, "ideal", pins="pico")
+
+
+def test_hx711_resyncs_after_the_driver_loses_a_frame():
+    bus, sil, drv = hx()
+    bus.value = -5
+    pin = silicon.Pin(sil, 3, silicon.Pin.OUT)
+    assert drv._din() == 0  # ready: the conversion is latched
+    for _ in range(7):  # a frame broken off after 7 bits (a reset mid-read)
+        pin.value(1)
+        pin.value(0)
+        drv._din()
+    bus.value = 321
+    assert drv.poll() == 321  # DOUT sampled again: the next conversion, not the stale bits
+    assert sil.log[3]["hx711.abandoned"] == 1

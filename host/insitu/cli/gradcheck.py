@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pins",
         metavar="MAP",
-        help="in-process boards on pin-level silicon wired by this pin map (pico, pico2, "
+        help="boards on pin-level silicon wired by this pin map (pico, pico2, "
         "esp32 or a TOML path): the real drivers via hal/board.py",
     )
     p.add_argument("--json", action="store_true")
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"{flag}: node {node} has no board with a force actuator")
     if args.samples is not None and not 1 <= args.samples <= 64:
         raise UserError(f"--samples {args.samples}: must be 1..64")
-    if args.pins is not None and (args.micropython or args.profile == "ideal"):
-        raise UserError("--pins: in-process boards on a quantised profile (realistic, harsh)")
+    if args.pins is not None and args.profile == "ideal":
+        raise UserError("--pins: pins carry integer counts; use --profile realistic or harsh")
     res = run_gradcheck(
         net, load, f_adj, args.profile, args.seed, args.micropython, args.samples,
         pins=args.pins,

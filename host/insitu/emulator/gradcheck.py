@@ -130,9 +130,14 @@ def run_gradcheck(
         from insitu.links import SerialLink
         from insitu.rig.session import expected_configs
 
-        with MicroPythonLab(net, profile, seed) as lab:
+        with MicroPythonLab(net, profile, seed, pins=pins) as lab:
             links = [SerialLink(port) for port in lab.ports().values()]
-            rig = Rig(net, links, configs=expected_configs(net, lab.calibration), timeout=3.0)
+            configs = expected_configs(net, lab.calibration)
+            if lab.pinmap is not None:
+                from insitu.hardware.pinmap import apply_pins
+
+                configs = {b: apply_pins(c, lab.pinmap) for b, c in configs.items()}
+            rig = Rig(net, links, configs=configs, timeout=3.0)
             try:
                 rig.connect()
                 return _check(rig, lab.world, net, load, f_adj, n)

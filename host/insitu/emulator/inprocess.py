@@ -58,6 +58,14 @@ def firmware_profile(profile: str | Profile, pins: bool = False) -> Profile:
     )
 
 
+def load_lab_pinmap(pins: str | None) -> PinMap | None:
+    """The pin map an emulated lab's boards are wired by: a family name (hardware/boards/
+    NAME.toml) or a TOML path; None for none."""
+    if pins is None:
+        return None
+    return load_pinmap(Path(pins) if pins.endswith(".toml") else default_pinmap_path(pins))
+
+
 def board_wiring(pm: PinMap, cfg: dict) -> list[dict]:
     """The chips a board of pin map ``pm`` has soldered for a node config (silicon.Silicon's
     ``wiring``), taken from the pin map, not from the config the firmware reads: the firmware
@@ -131,10 +139,7 @@ class InProcessLab:
         profile's float counts can reach a node)."""
         self.network = network
         self.clock = clock if clock is not None else VirtualClock()
-        self.pinmap: PinMap | None = None
-        if pins is not None:
-            path = Path(pins) if pins.endswith(".toml") else default_pinmap_path(pins)
-            self.pinmap = load_pinmap(path)
+        self.pinmap = load_lab_pinmap(pins)
         self.silicon: dict[int, silicon.Silicon] = {}
         self.world = World(
             network, firmware_profile(profile, pins=self.pinmap is not None), seed=seed,

@@ -61,9 +61,11 @@ class Rng:
 
 class HX711Chip:
     """Pin-level HX711: DOUT low = a conversion is ready; each SCK rising edge shifts the next
-    bit (MSB first) onto DOUT; pulses 25..27 pick the next gain/channel. The conversion's value
-    is read from the bus ("ready" / "strain", the bridge at channel A gain 128) when the first
-    SCK pulse of a frame starts, exactly where the driver commits to reading it."""
+    bit (MSB first) onto DOUT; pulses 25..27 pick the next gain/channel. A conversion is
+    latched into the output register when DOUT goes low, as on the chip: the bus is asked
+    ("ready", then "strain": the bridge at channel A gain 128) when the driver samples DOUT,
+    so no bus round trip falls inside an SCK pulse (one would stretch it past 60 us on a
+    MicroPython-process board and power the chip down)."""
 
     def __init__(self, sil, ch, dout, sck):
         self.sil = sil
@@ -73,8 +75,10 @@ class HX711Chip:
         self.gain = 128  # gain/channel of the current conversion (power-up: A/128)
         self.pulses = 0  # SCK pulses in the current frame
         self.word = 0
+        self.latched = None  # the conversion in the output register (DOUT low), 24-bit
         self.high_since = None  # time (us) SCK went high, for power-down
         self.down = False
+        self.reads = 0  # DOUT samples since the last SCK edge
         self.stretch = 0  # fault: stretch the next frame's pulse number `stretch` (1..24)
         self.frames = 0
         sil.attach(dout, self, "hx711.dout")
@@ -84,14 +88,22 @@ class HX711Chip:
         self._check_pd()
         if self.down:
             return 1
+        self.reads += 1
         if self.pulses:
             if self.pulses <= 24:
-                return (self.word >> (24 - self.pulses)) & 1
-            if self.sck_level == 0:  # frame over: the gain pulses are counted
+                if self.reads == 1 or self.sck_level:
+                    return (self.word >> (24 - self.pulses)) & 1
+                # DOUT sampled again with no SCK edge: the driver left this frame (it lost
+                # sync); the next conversion overwrites the output register, as on the chip
+                self.pulses = 0
+                self.sil.log_event(self.sck, "hx711.abandoned")
+            elif self.sck_level == 0:  # frame over: the gain pulses are counted
                 self._end()
             else:
                 return 1
-        return 0 if self.sil.bus.read("ready", self.ch) else 1
+        if self.latched is None and self.sil.bus.read("ready", self.ch):
+            self.latched = self._sample()
+        return 0 if self.latched is not None else 1
 
     sck_level = 0
 
@@ -100,12 +112,16 @@ class HX711Chip:
             return
         self._check_pd()
         self.sck_level = v
+        self.reads = 0
         if v:
             self.high_since = self.sil.now_us()
             if self.down:
                 return
             if self.pulses == 0:
-                self.word = self._sample()
+                if self.latched is None:  # clocked while DOUT was high: shifts out all ones
+                    self.latched = 0xFFFFFF
+                self.word = self.latched
+                self.latched = None
             self.pulses += 1
             if self.stretch and self.pulses == self.stretch:
                 # a pulse held high past T3 (an interrupt mid-read): the chip shifts once more
@@ -119,13 +135,15 @@ class HX711Chip:
                 self.down = False
                 self.gain = 128
                 self.pulses = 0
+                self.latched = None
                 self.sil.log_event(self.sck, "hx711.wake")
 
     def _check_pd(self):
         t = self.high_since
-        if t is not None and not self.down and self.sil.now_us() - t > HX711_PD_US:
+        if t is not None and not self.down and self.sil.now_us() - t > self.sil.pd_us:
             self.down = True
             self.pulses = 0
+            self.latched = None
             self.sil.log_event(self.sck, "hx711.power_down")
 
     def _sample(self):
@@ -245,8 +263,12 @@ class Silicon:
     "ch": axis|slot, "pwm": n, "dir": n}, {"chip": "brake", "ch": axis, "lock": n},
     {"chip": "drv5055", "ch": axis, "adc": n}. `now_us()`: the board's clock in microseconds."""
 
-    def __init__(self, bus, wiring, now_us=None, seed=0):
+    def __init__(self, bus, wiring, now_us=None, seed=0, pd_us=HX711_PD_US):
         self.bus = bus
+        # SCK-high time that powers an HX711 down: the datasheet's 60 us on a virtual clock;
+        # a MicroPython process passes more (machine.py), since the OS can deschedule it for
+        # milliseconds mid-pulse, which an MCU with interrupts off never does
+        self.pd_us = pd_us
         self.now_us = now_us or (lambda: 0)
         self.chips = {}  # pin -> chip
         self.roles = {}  # pin -> role name
