@@ -240,3 +240,52 @@ def test_hx711_resyncs_after_the_driver_loses_a_frame():
     bus.value = 321
     assert drv.poll() == 321  # DOUT sampled again: the next conversion, not the stale bits
     assert sil.log[3]["hx711.abandoned"] == 1
+
+
+MP_MAIN = """
+import machine
+from insitu_node.hal import adcbridge, board, hx711, rp2
+h = hx711.HX711(rp2.pin_in(2), rp2.pin_out(3), 128)
+print("HX", h.poll(), h.poll())
+board.servo_sink(rp2, 4)(1500)
+board.hbridge_sink(rp2, {"pwm": 6, "dir": 7})(-100)
+print("ADC", adcbridge.ADCBridge(rp2.adc(26), 16).poll())
+h.poll()
+log = machine.silicon_log()
+print("LOG", sorted((p, sorted(ev)) for p, ev in log.items()))
+print("DONE")
+"""
+
+
+def test_micropython_board_runs_the_family_pin_factories_on_the_silicon(tmp_path):
+    """On a MicroPython-process board, the firmware's own hal/rp2.py gets its pins from the
+    emulated machine, whose pins are silicon.py's: the same chips as in-process."""
+    import json
+
+    from insitu.deploy.flash import FIRMWARE_DIR
+    from insitu.emulator.mpboard import MicroPythonBoard
+
+    wiring = [
+        {"chip": "hx711", "ch": 0, "dout": 2, "sck": 3},
+        {"chip": "servo", "ch": 0, "pwm": 4},
+        {"chip": "hbridge", "device": "force", "ch": 0, "pwm": 6, "dir": 7},
+        {"chip": "drv5055", "ch": 0, "adc": 26},
+    ]
+    bus = Bus()
+    bus.value = -123456
+    bus.u = 0.0
+    (tmp_path / "main.py").write_text(MP_MAIN)
+    b = MicroPythonBoard(tmp_path, unique_id=1, bus=bus, path=[FIRMWARE_DIR],
+                         env={"INSITU_WIRING": json.dumps(wiring)}, name="sil")
+    try:
+        b.start()
+        end = b.wait_output(b"DONE\r\n", timeout=20)
+        out = b.transcript()[:end].decode()
+    finally:
+        b.stop()
+    assert "HX -123456 -123456" in out, out
+    adc = int(out.split("ADC ")[1].split()[0])
+    assert abs(adc) < 1000  # mid-scale at u = 0; ADC noise ~180 counts rms (5 nm per count)
+    assert "(2, ['hx711.frame']), (3, ['hx711.frame'])" in out
+    assert "(4, ['servo.pulse@50Hz'])" in out and "(6, ['hbridge.duty@20000Hz'])" in out
+    assert ("stiffness", 0, 1500.0) in bus.writes and ("force", 0, -100) in bus.writes
