@@ -4,12 +4,10 @@ A family module (rp2.py, esp32.py) provides: pin_in(n), pin_out(n), pwm(n, freq)
 uid(). Everything else (which driver for which config entry) is shared here.
 """
 
-from .actuators import Clamp, Force
-from .adcbridge import ADCBridge
-from .coil import VirtualSpring
-from .hx711 import HX711
 from .interfaces import Hal
-from .servo import Servo
+
+# drivers are imported when the config uses them (as hal/emu.py did): a board's heap holds
+# the code of its own parts only
 
 SERVO_HZ = 50
 COIL_HZ = 20000  # RP2040: keep on a different PWM slice from any 50 Hz servo
@@ -18,8 +16,12 @@ COIL_HZ = 20000  # RP2040: keep on a different PWM slice from any 50 Hz servo
 def _sensor(fam, s):
     p = s["pins"]
     if s["type"] == "hx711":
+        from .hx711 import HX711
+
         return HX711(fam.pin_in(p["dout"]), fam.pin_out(p["sck"]), s["gain"])
     if s["type"] == "adc":
+        from .adcbridge import ADCBridge
+
         return ADCBridge(fam.adc(p["adc"]), s["over"])
     raise ValueError("sensor type {} on a board".format(s["type"]))
 
@@ -55,11 +57,17 @@ def build(cfg, fam, storage):
         hal.strain.append(_sensor(fam, b["sensor"]))
         el = b["element"]
         if el["type"] == "servo":
+            from .servo import Servo
+
             hal.element.append(Servo(el["table"], servo_sink(fam, el["pins"]["pwm"])))
         else:
+            from .coil import VirtualSpring
+
             sink = hbridge_sink(fam, el["pins"])
             vs = VirtualSpring(el["cmd_per_n"], el["max_cmd"], sink, el.get("flex_k", 0))
             hal.element.append(vs)
+    if cfg["force"] or cfg["clamp"]:
+        from .actuators import Clamp, Force
     for a in cfg["force"]:
         hal.force.append(Force(a["cmd_per_n"], a["max_n"], hbridge_sink(fam, a["pins"])))
     for a in cfg["clamp"]:

@@ -3,7 +3,9 @@
 units a real board's drivers would see (device table in docs/firmware.md).
 
 In-process the bus is a Python object bound to the simulated world; in a MicroPython process
-the module `emubus` on MICROPYPATH provides the same two functions.
+the module `emubus` on MICROPYPATH provides the same two functions. This is the path of the
+ideal profile (float counts cannot cross pins) and of default labs; pin-level emulated boards
+build their HAL with hal/board.py and the real drivers instead (docs/emulator.md).
 """
 
 from .interfaces import Hal

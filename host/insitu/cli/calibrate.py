@@ -43,7 +43,11 @@ def add_port_arguments(p: argparse.ArgumentParser, port_help: str) -> None:
     """--port (repeatable), --family, --pins: boards on serial ports (calibrate, gradcheck)."""
     p.add_argument("--port", action="append", metavar="PORT", help=port_help)
     p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
-    p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
+    p.add_argument(
+        "--pins", metavar="MAP",
+        help="the boards' pin map (pico, pico2, esp32 or a TOML path): on --port, the one they "
+        "were flashed with; emulated boards (gradcheck) are then built on pin-level silicon",
+    )  # fmt: skip
 
 
 def open_port_rig(args: argparse.Namespace, net: Any) -> Any:

@@ -74,14 +74,19 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--micropython starts emulated boards; drop it with --port")
         res, where, calibrated = _on_ports(args, net, load, f_adj)
     else:
-        if args.family or args.pins:
-            raise UserError("--family and --pins go with --port (boards on serial ports)")
+        # emulated boards; --pins builds them on pin-level silicon wired by that pin map (the
+        # real drivers through hal/board.py), as --pins names the boards' pin map on ports
+        if args.family:
+            raise UserError("--family goes with --port (boards on serial ports)")
+        if args.pins is not None and args.profile == "ideal":
+            raise UserError("--pins: pins carry integer counts; use --profile realistic or harsh")
         res = run_gradcheck(
-            net, load, f_adj, args.profile, args.seed, args.micropython, args.samples
-        )
+            net, load, f_adj, args.profile, args.seed, args.micropython, args.samples,
+            pins=args.pins,
+        )  # fmt: skip
         where = f"profile {args.profile}, " + (
             "MicroPython boards" if args.micropython else "in-process boards"
-        )
+        ) + (f" on pin-level silicon ({args.pins})" if args.pins else "")
         calibrated = None
     if args.json:
         out = res.as_json()

@@ -119,8 +119,10 @@ def run_gradcheck(
     seed: int = 0,
     micropython: bool = False,
     n: int | None = None,
+    pins: str | None = None,
 ) -> GradCheck:
-    """Start emulated boards, measure the gradient in situ, compare with the exact one."""
+    """Start emulated boards, measure the gradient in situ, compare with the exact one.
+    ``pins``: in-process boards on pin-level silicon wired by that pin map (InProcessLab)."""
     if not np.any(f_adj):
         raise ValueError("the adjoint force is zero everywhere: nothing to check")
     if micropython:
@@ -128,9 +130,14 @@ def run_gradcheck(
         from insitu.links import SerialLink
         from insitu.rig.session import expected_configs
 
-        with MicroPythonLab(net, profile, seed) as lab:
+        with MicroPythonLab(net, profile, seed, pins=pins) as lab:
             links = [SerialLink(port) for port in lab.ports().values()]
-            rig = Rig(net, links, configs=expected_configs(net, lab.calibration), timeout=3.0)
+            configs = expected_configs(net, lab.calibration)
+            if lab.pinmap is not None:
+                from insitu.hardware.pinmap import apply_pins
+
+                configs = {b: apply_pins(c, lab.pinmap) for b, c in configs.items()}
+            rig = Rig(net, links, configs=configs, timeout=3.0)
             try:
                 rig.connect()
                 return _check(rig, lab.world, net, load, f_adj, n)
@@ -138,7 +145,7 @@ def run_gradcheck(
                 rig.close()
     from insitu.rig.lab import emulated_rig
 
-    lab, rig = emulated_rig(net, profile, seed)
+    lab, rig = emulated_rig(net, profile, seed, pins=pins)
     return _check(rig, lab.world, net, load, f_adj, n)
 
 

@@ -17,25 +17,82 @@ from pathlib import Path
 from insitu.deploy.nodeconfig import Calibration, node_address, node_config
 from insitu.emulator.clock import RealClock, VirtualClock
 from insitu.emulator.hardware import Profile, get_profile, servo_table
+from insitu.emulator.mp import silicon
 from insitu.emulator.world import World
+from insitu.hardware.pinmap import BENCH, PinMap, apply_pins, default_pinmap_path, load_pinmap
 from insitu.network.schema import Network
 from insitu_node import persist
+from insitu_node.config import from_dict
+from insitu_node.hal import board as hal_board
 from insitu_node.hal.storage import FileStorage, MemStorage
-from insitu_node.node import emulated
+from insitu_node.node import Node, emulated
 
 
-def firmware_profile(profile: str | Profile) -> Profile:
+def firmware_profile(profile: str | Profile, pins: bool = False) -> Profile:
     """A profile whose bus speaks the firmware's units (docs/firmware.md, emu bus table).
 
     Force commands are integers (a driver's duty): 1 uN per count on real-looking profiles,
     2^40 per newton on the ideal one so its forces stay exact to ~1e-12 N; clamp targets are
-    displacement-sensor counts.
+    displacement-sensor counts. ``pins``: the board's pin-level silicon (silicon.py) drives the
+    world, so forces are the kit's H-bridge duty (``BENCH.force_cmd_per_n`` per newton) and
+    displacement is the kit's DRV5055 read by ADCBridge (``BENCH.disp_adc_m_per_count``).
     """
     prof = get_profile(profile)
+    if pins:
+        if not (prof.strain.quantise and prof.disp.quantise):
+            raise ValueError(
+                f"profile {prof.name!r} has unquantised (float) sensors: pins carry bits, so "
+                "pin-level boards need a profile with integer counts (realistic, harsh)"
+            )
+        return prof.with_(
+            nominal=replace(
+                prof.nominal,
+                force_cmd_per_n=BENCH.force_cmd_per_n,
+                disp_counts_per_m=1.0 / BENCH.disp_adc_m_per_count,
+                clamp_in_counts=True,
+            )
+        )
     per_n = float(2**40) if not prof.strain.quantise else 1e6
     return prof.with_(
         nominal=replace(prof.nominal, force_cmd_per_n=per_n, clamp_in_counts=True)
     )
+
+
+def load_lab_pinmap(pins: str | None) -> PinMap | None:
+    """The pin map an emulated lab's boards are wired by: a family name (hardware/boards/
+    NAME.toml) or a TOML path; None for none."""
+    if pins is None:
+        return None
+    return load_pinmap(Path(pins) if pins.endswith(".toml") else default_pinmap_path(pins))
+
+
+def board_wiring(pm: PinMap, cfg: dict) -> list[dict]:
+    """The chips a board of pin map ``pm`` has soldered for a node config (silicon.Silicon's
+    ``wiring``), taken from the pin map, not from the config the firmware reads: the firmware
+    must find its parts where the kit put them."""
+    wiring: list[dict] = []
+    for i, b in enumerate(cfg["bonds"]):
+        slot = pm.slots[b.get("slot", i)]
+        if slot.sensor != "hx711":
+            raise ValueError(f"pin map {pm.name}: slot {i} strain sensor {slot.sensor!r}")
+        wiring.append({"chip": "hx711", "ch": i, **slot.sensor_pins})
+        if b["element"]["type"] == "servo":
+            assert slot.servo is not None
+            wiring.append({"chip": "servo", "ch": i, **slot.servo})
+        else:
+            assert slot.coil is not None
+            wiring.append({"chip": "hbridge", "device": "coil", "ch": i, **slot.coil})
+    for a in cfg["force"]:
+        wiring.append({"chip": "hbridge", "device": "force", "ch": a["axis"],
+                       **pm.force[a["axis"]]})
+    for a in cfg["clamp"]:
+        wiring.append({"chip": "brake", "ch": a["axis"], **pm.clamp[a["axis"]]})
+    for a in cfg["disp"]:
+        d = pm.disp[a["axis"]]
+        if d.sensor != "adc":
+            raise ValueError(f"pin map {pm.name}: displacement sensor {d.sensor!r}")
+        wiring.append({"chip": "drv5055", "ch": a["axis"], **d.pins})
+    return wiring
 
 
 def world_calibration(world: World) -> Calibration:
@@ -70,14 +127,24 @@ class InProcessLab:
         timeout_ms: int = 0,
         clock: VirtualClock | RealClock | None = None,
         flash_dir: str | Path | None = None,
+        pins: str | None = None,
     ) -> None:
         """``flash_dir``: give every board a flash that outlives this process, the directory
         ``flash_dir/<board id>/`` (FileStorage); the boards boot from it, counting boots, as
-        a board powers up from its own flash. Default: in-memory flash, boot count 1."""
+        a board powers up from its own flash. Default: in-memory flash, boot count 1.
+
+        ``pins``: a pin map (a family name such as "pico", or a path to a hardware/boards
+        TOML): every board is then that board, its config wired by the map, its HAL built by
+        hal/board.py with the real drivers on pin-level emulated silicon (silicon.py).
+        None: the emulated HAL (hal/emu.py) reads the world directly (the only way the ideal
+        profile's float counts can reach a node)."""
         self.network = network
         self.clock = clock if clock is not None else VirtualClock()
+        self.pinmap = load_lab_pinmap(pins)
+        self.silicon: dict[int, silicon.Silicon] = {}
         self.world = World(
-            network, firmware_profile(profile), seed=seed, nonlinear=nonlinear, clock=self.clock
+            network, firmware_profile(profile, pins=self.pinmap is not None), seed=seed,
+            nonlinear=nonlinear, clock=self.clock,
         )
         self.calibration = world_calibration(self.world)
         self.period_ms = period_ms
@@ -88,6 +155,12 @@ class InProcessLab:
             cfg = node_config(
                 network, bd, self.calibration, period_ms=period_ms, timeout_ms=timeout_ms
             )
+            if self.pinmap is not None:
+                cfg = apply_pins(cfg, self.pinmap)
+                self.silicon[bd.id] = silicon.Silicon(
+                    self.world.bus(bd.id), board_wiring(self.pinmap, cfg),
+                    now_us=lambda: int(self.clock.now_ms() * 1000), seed=seed * 7919 + bd.id,
+                )
             self.configs[bd.id] = cfg
             boots = 1
             if flash_dir is None:
@@ -97,10 +170,7 @@ class InProcessLab:
                 root.mkdir(parents=True, exist_ok=True)
                 self.storage[bd.id] = FileStorage(str(root))
                 boots = persist.bump_boots(self.storage[bd.id])
-            self.nodes[bd.id] = emulated(
-                cfg, self.world.bus(bd.id), storage=self.storage[bd.id], boots=boots,
-                uid=f"emu-{network.name}-{bd.id}",
-            )
+            self.nodes[bd.id] = self._boot(bd.id, boots, f"emu-{network.name}-{bd.id}")
         if self.world.profile.element_kind == "coil":  # the world reads the loops' gains
             from insitu.emulator.coil import firmware_law
 
@@ -119,10 +189,17 @@ class InProcessLab:
     def reboot(self, board_id: int) -> None:
         """Power-cycle one board: a fresh node from its config and its (persisted) storage."""
         old = self.nodes[board_id]
-        self.nodes[board_id] = emulated(
-            self.configs[board_id], self.world.bus(board_id), storage=self.storage[board_id],
-            boots=old.boots + 1, uid=old.hal.uid,
-        )
+        self.nodes[board_id] = self._boot(board_id, old.boots + 1, old.hal.uid)
+
+    def _boot(self, board_id: int, boots: int, uid: str) -> Node:
+        cfg = self.configs[board_id]
+        storage = self.storage[board_id]
+        sil = self.silicon.get(board_id)
+        if sil is None:
+            return emulated(cfg, self.world.bus(board_id), storage=storage, boots=boots, uid=uid)
+        # what app/setup.py does on a board: hal/board.py with the family's pin factories
+        c, h = from_dict(cfg)
+        return Node(c, hal_board.build(c, silicon.Family(sil, uid), storage), h, boots)
 
     # ------------------------------------------------------------------ time
 

@@ -8,6 +8,7 @@ are pseudo-terminals: pyserial, the host session and mpremote attach to them as 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -16,9 +17,15 @@ from pathlib import Path
 from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
 from insitu.deploy.nodeconfig import config_text, node_config
 from insitu.emulator.clock import RealClock
-from insitu.emulator.inprocess import firmware_profile, world_calibration
+from insitu.emulator.inprocess import (
+    board_wiring,
+    firmware_profile,
+    load_lab_pinmap,
+    world_calibration,
+)
 from insitu.emulator.mpboard import MicroPythonBoard
 from insitu.emulator.world import World
+from insitu.hardware.pinmap import apply_pins
 from insitu.network.schema import Network
 
 
@@ -45,12 +52,20 @@ class MicroPythonLab:
         install: bool = True,
         timeout_ms: int = 0,
         wdt: dict | None = None,
+        pins: str | None = None,
     ) -> None:
         """``timeout_ms``: host-silence timeout of every node (0: never go safe);
-        ``wdt``: the configs' ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``)."""
+        ``wdt``: the configs' ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``);
+        ``pins``: a pin map (see InProcessLab): each board's config is wired by it, its
+        firmware builds its HAL with hal/board.py and the family's pin factories on the
+        emulated machine's pin-level silicon (INSITU_WIRING)."""
         self.network = network
         self.clock = RealClock()
-        self.world = World(network, firmware_profile(profile), seed=seed, clock=self.clock)
+        self.pinmap = load_lab_pinmap(pins)
+        self.world = World(
+            network, firmware_profile(profile, pins=self.pinmap is not None), seed=seed,
+            clock=self.clock,
+        )
         self.calibration = world_calibration(self.world)
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="insitu-lab-")
         self.workdir = Path(workdir or self._tmp)
@@ -64,6 +79,11 @@ class MicroPythonLab:
             cfg = node_config(network, bd, self.calibration, timeout_ms=timeout_ms)
             if wdt is not None:
                 cfg["wdt"] = dict(wdt)
+            env = {}
+            if self.pinmap is not None:
+                cfg = apply_pins(cfg, self.pinmap)
+                env["INSITU_WIRING"] = json.dumps(board_wiring(self.pinmap, cfg))
+                env["INSITU_SEED"] = str(seed * 7919 + bd.id)
             self.configs[bd.id] = cfg
             flash = self.workdir / f"board-{bd.id}"
             flash.mkdir(parents=True, exist_ok=True)
@@ -74,6 +94,7 @@ class MicroPythonLab:
                 unique_id=f"{network.name}-{bd.id}",
                 bus=self.world.bus(bd.id),
                 bus_lock=lock,
+                env=env,
                 name=f"{network.name}/board-{bd.id}",
             )
 

@@ -259,6 +259,18 @@ class World:
             true = self.clamp_parts[dof].true_target(target_m)
             self._push(_Event(self.clock.now(), "clamp", dof, true))
 
+    def command_lock(self, dof: int, on: float) -> None:
+        """The kit's brake clamp (lock pin): on holds the DOF where it is now, off releases."""
+        if not on:
+            self.command_release(dof)
+            return
+        with self._lock:
+            now = self.clock.now()
+            self._sync(now)
+            u = float(self._u_at(now)[dof])
+            true = self.clamp_parts[dof].true_target(u)
+            self._push(_Event(now, "clamp", dof, true))
+
     def command_release(self, dof: int) -> None:
         with self._lock:
             self._push(_Event(self.clock.now(), "release", dof))
@@ -451,6 +463,13 @@ class World:
             u = seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof]
             return self.disp_parts[dof].read(float(u))
 
+    def true_disp(self, dof: int) -> float:
+        """The true displacement of a DOF now (m): what a pin-level sensor model converts."""
+        with self._lock:
+            now = self.clock.now()
+            self._sync(now)
+            return float(self._u_at(now)[dof])
+
     # ------------------------------------------------------------------ truth (host side)
 
     def now(self) -> float:
@@ -604,6 +623,8 @@ class Bus:
             "strain": lambda ch: world.read_strain(self._bond(ch)),
             "ready": lambda ch: world.strain_ready(self._bond(ch)),
             "disp": lambda ch: world.read_disp(self._dof(ch, "displacement")),
+            # analog truth for pin-level sensor models (emulator/mp/silicon.py)
+            "u": lambda ch: world.true_disp(self._dof(ch, "displacement")),
         }
         self._writes: dict[str, Callable[[int, float], None]] = {
             "stiffness": lambda ch, v: world.command_stiffness(self._bond(ch), v),
@@ -611,6 +632,7 @@ class Bus:
             "clamp": lambda ch, v: world.command_clamp(self._dof(ch, "clamp"), v),
             "release": lambda ch, v: world.command_release(self._dof(ch, "clamp")),
             "coil": self._coil,
+            "lock": lambda ch, v: world.command_lock(self._dof(ch, "clamp"), v),
         }
 
     def _coil(self, slot: int, value: float) -> None:

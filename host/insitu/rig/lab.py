@@ -46,6 +46,7 @@ def emulated_rig(
     period_ms: int = 10,
     lab_network: Network | None = None,
     flash_dir: str | Path | None = None,
+    pins: str | None = None,
     **rig_options,
 ) -> tuple[InProcessLab, Rig]:
     """Start in-process boards for `network` and a connected Rig over one memory link.
@@ -57,9 +58,13 @@ def emulated_rig(
     """
     lab = InProcessLab(
         lab_network or network, profile=profile, seed=seed, period_ms=period_ms,
-        flash_dir=flash_dir,
+        flash_dir=flash_dir, pins=pins,
     )
     configs = expected_configs(network, lab.calibration, period_ms=period_ms)
+    if lab.pinmap is not None:  # pin-level boards: the configs as the pin map wires them
+        from insitu.hardware.pinmap import apply_pins
+
+        configs = {b: apply_pins(c, lab.pinmap) for b, c in configs.items()}
     rig = Rig(network, lab.link(), configs=configs, **rig_options)
     rig.connect()
     return lab, rig

@@ -1,11 +1,24 @@
 # Emulated `machine` module of an insitu MicroPython-process board (shadows the unix port's
 # built-in machine, which lacks Pin/ADC/PWM/WDT). Board state that a real MCU keeps in hardware
 # (unique id, reset cause, watchdog) comes from / goes to the supervisor; see emubus.py.
+# Pins, PWM and ADC are the board's emulated silicon (silicon.py): the chips soldered to them
+# are listed in INSITU_WIRING (JSON, silicon.Silicon's `wiring`) and reach the world through
+# emubus once per sample; a pin with no chip is a plain latch.
 import binascii
+import json
 import os
 import time
 
 import emubus
+import silicon
+
+_sil = silicon.Silicon(
+    emubus, json.loads(os.getenv("INSITU_WIRING") or "[]"), now_us=time.ticks_us,
+    seed=int(os.getenv("INSITU_SEED") or 0),
+    # wall-clock SCK-high time that powers an HX711 down: 60 us is the chip's; an OS time
+    # slice (~4-20 ms on a loaded host) can stretch any pulse, so a process board uses 50 ms
+    pd_us=int(os.getenv("INSITU_HX711_PD_US") or 50000),
+)
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -74,6 +87,7 @@ class Pin:
 
     def __init__(self, id, mode=-1, pull=-1, *, value=None, **kw):
         self.id = id
+        self._chip = _sil.chip(id)
         self._mode = Pin.IN
         self._pull = None
         self._v = 0
@@ -88,30 +102,35 @@ class Pin:
             if self._mode == Pin.IN:
                 self._v = 1 if pull == Pin.PULL_UP else 0
         if value is not None:
-            self._v = 1 if value else 0
+            self.value(value)
 
     def value(self, v=None):
+        chip = self._chip
         if v is None:
+            if chip is not None and self._mode == Pin.IN:
+                return chip.read_pin(self.id)
             return self._v
         self._v = 1 if v else 0
+        if chip is not None and self._mode != Pin.IN:
+            chip.write_pin(self.id, self._v)
 
     def __call__(self, v=None):
         return self.value(v)
 
     def on(self):
-        self._v = 1
+        self.value(1)
 
     def off(self):
-        self._v = 0
+        self.value(0)
 
     def high(self):
-        self._v = 1
+        self.value(1)
 
     def low(self):
-        self._v = 0
+        self.value(0)
 
     def toggle(self):
-        self._v ^= 1
+        self.value(self._v ^ 1)
 
     def mode(self, m=None):
         if m is None:
@@ -148,11 +167,14 @@ class Signal:
 
 
 class ADC:
-    # read_u16() asks the emulated world: emubus.read("adc", channel)
+    # an analog part wired to the pin (silicon.py), else the world's "adc" channel raw
     def __init__(self, pin, **kw):
         self._ch = pin if isinstance(pin, int) else pin.id
+        self._part = _sil.chip(self._ch)
 
     def read_u16(self):
+        if isinstance(self._part, silicon.HallChip):
+            return self._part.read_u16()
         v = emubus.read("adc", self._ch)
         return max(0, min(65535, int(v)))
 
@@ -160,40 +182,23 @@ class ADC:
         return self.read_u16() * 3300000 // 65535
 
 
-class PWM:
-    # PWM output with local state only (the emulated HAL talks to actuators through emubus)
+class PWM(silicon.PWM):
+    # a PWM slice of the emulated silicon: what it drives (servo, H-bridge) sees every write
     def __init__(self, pin, *, freq=None, duty_u16=None, duty_ns=None, invert=False):
-        self._pin = pin
-        self._freq = 1000
-        self._duty = 0
-        self.init(freq=freq, duty_u16=duty_u16, duty_ns=duty_ns)
+        silicon.PWM.__init__(self, _sil, pin, freq, duty_u16, duty_ns)
 
     def init(self, *, freq=None, duty_u16=None, duty_ns=None, **kw):
         if freq is not None:
-            self._freq = int(freq)
+            self.freq(freq)
         if duty_u16 is not None:
-            self._duty = int(duty_u16)
+            self.duty_u16(duty_u16)
         if duty_ns is not None:
             self.duty_ns(duty_ns)
 
-    def freq(self, f=None):
-        if f is None:
-            return self._freq
-        self._freq = int(f)
 
-    def duty_u16(self, d=None):
-        if d is None:
-            return self._duty
-        self._duty = max(0, min(65535, int(d)))
-
-    def duty_ns(self, ns=None):
-        period = 1000000000 // self._freq
-        if ns is None:
-            return self._duty * period // 65535
-        self._duty = max(0, min(65535, int(ns) * 65535 // period))
-
-    def deinit(self):
-        self._duty = 0
+def silicon_log():
+    # which pins the firmware drove, and how (silicon.Silicon.log), for the supervisor's tests
+    return _sil.log
 
 
 class WDT:
