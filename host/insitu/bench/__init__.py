@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "host": "insitu.bench.host",
     "firmware": "insitu.bench.firmware",
     "elements": "insitu.bench.elements",
+    "friction": "insitu.bench.friction",
 }
 
 

@@ -149,6 +149,7 @@ class Profile:
     clamp: ClampSpec
     disp: DispSpec
     nominal: Nominal = field(default_factory=Nominal)
+    friction_n: float = 0.0  # stick-slip threshold at the nodes' supports, N (friction.py)
 
     def with_(self, **changes) -> Profile:
         """A copy with some top-level fields replaced (e.g. relax=False)."""
