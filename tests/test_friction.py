@@ -95,7 +95,9 @@ def test_bench_friction_quick(tmp_path, capsys):
     assert [r["friction_n"] for r in rows] == [0.0, 1e-3, 1e-2]
     for r in rows:
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["loadings"] > 0 and r["rig_s"] > 0
-        assert r["supply_surge_a"] > 0
+        assert r["supply_surge_a"] > 0 and -1 <= r["gradient_cosine"] <= 1
+    cos = [r["gradient_cosine"] for r in rows]
+    assert cos[0] > 0.999 and cos[2] < cos[0]  # 10 mN spoils the gradient
     assert (tmp_path / "friction.png").stat().st_size > 0
     assert (tmp_path / "friction.json").exists() and (tmp_path / "friction.md").exists()
 
