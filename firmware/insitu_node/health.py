@@ -7,7 +7,9 @@ reboot, and reported once as an event when it appears (docs/reliability.md):
 
 - dead: the channel gave no sample before the measurement's timeout (HX711 DOUT never low,
   a bus that stopped answering). Later measurements do not wait for a dead strain channel.
-- sat: the measurement's mean sits on the 24-bit rail (a bridge wire off, an overload).
+- sat: a sample of the measurement sat on the 24-bit rail (a bridge wire off, an overload:
+  an elongation beyond the gauge's full scale); sampling.Channels.mean then reads as the rail.
+  An ideal emulated sensor's float counts have no rail and never saturate.
 - stuck: STUCK_N measurements in a row with a bit-identical mean. A live sensor with any noise
   never repeats its mean exactly, and an ideal one only under identical loads; a training run
   alternates forward and adjoint loads.
@@ -73,7 +75,7 @@ class Health:
         code = OK
         if cnt == 0:
             code = DEAD
-        elif mean >= RAW_MAX or mean <= RAW_MIN:
+        elif mean == RAW_MAX or mean == RAW_MIN:  # exact: mean() returns the rail it touched
             code = SAT
         elif self.noise and cnt > 1 and spread > self.noise:
             code = NOISY

@@ -18,12 +18,16 @@ class Channels:
         # "i" on boards (integer counts, no heap floats in the tick); "d" only for an ideal
         # emulated sensor whose counts are exact floats
         self.n = n
+        # an ideal emulated sensor's float counts have no 24-bit rail: a reading beyond
+        # RAW_MAX there is exact, not saturated (only integer channels can clip)
+        self.rail = typecode != "d"
         size = 8 if typecode == "d" else 4
         self.last = array(typecode, bytes(size * n))  # latest raw count
         self.sums = array(typecode, bytes(size * n))  # sum of samples in the current measurement
         self.cnt = array("i", bytes(4 * n))  # samples in the current measurement
         self.stale = array("i", bytes(4 * n))  # ticks since the last fresh sample
-        self.sat = array("i", bytes(4 * n))  # saturated samples seen
+        self.sat = array("i", bytes(4 * n))  # saturated samples seen (ever)
+        self.clip = array("i", bytes(4 * n))  # saturated samples in the current measurement
         self.seen = array("i", bytes(4 * n))  # 1 once any sample arrived
         self.lo = array(typecode, bytes(size * n))  # smallest sample of the measurement
         self.hi = array(typecode, bytes(size * n))  # largest (health.py: the noise check)
@@ -32,6 +36,7 @@ class Channels:
         for s in range(self.n):
             self.sums[s] = 0
             self.cnt[s] = 0
+            self.clip[s] = 0
 
     def poll(self, sensors, want):
         """Read every sensor once; accumulate up to `want` samples (0 = not measuring).
@@ -48,9 +53,12 @@ class Channels:
                 self.stale[s] = 0
                 self.seen[s] = 1
                 self.last[s] = raw
-                if (raw >= RAW_MAX or raw <= RAW_MIN) and self.sat[s] < _CAP:
+                on_rail = self.rail and (raw >= RAW_MAX or raw <= RAW_MIN)
+                if on_rail and self.sat[s] < _CAP:
                     self.sat[s] += 1
                 if self.cnt[s] < want:
+                    if on_rail:
+                        self.clip[s] += 1
                     if self.cnt[s] == 0 or raw < self.lo[s]:
                         self.lo[s] = raw
                     if self.cnt[s] == 0 or raw > self.hi[s]:
@@ -62,7 +70,13 @@ class Channels:
         return done
 
     def mean(self, s):
-        """Mean raw count of channel s in the finished measurement (allocates a float)."""
+        """Mean raw count of channel s in the finished measurement (allocates a float).
+
+        A measurement with any sample on the rail has no true mean (the clipped samples
+        understate it): it reads as the rail it touched, which health.judge calls saturated.
+        """
+        if self.clip[s]:
+            return float(RAW_MAX) if self.hi[s] >= RAW_MAX else float(RAW_MIN)
         c = self.cnt[s]
         return self.sums[s] / c if c else float(self.last[s])
 

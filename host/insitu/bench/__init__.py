@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "firmware": "insitu.bench.firmware",
     "elements": "insitu.bench.elements",
     "calibration": "insitu.bench.calibration",
+    "friction": "insitu.bench.friction",
 }
 
 

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         f"cosine {res.cosine:.6f}   relative error {res.rel_err:.3e}   "
         f"{res.loadings} loadings, {res.messages} messages"
     )
+    if res.saturated:
+        bonds = ", ".join(f"{i}-{j}" for i, j in res.saturated)
+        print(f"saturated gauges (read as 0, not measured; a smaller load fits): {bonds}")
     return 0
 
 

@@ -8,7 +8,7 @@ and adjoint forces exactly as given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,9 @@ class GradCheck:
     rel_err: float
     loadings: int
     messages: int
+    # bonds (node pairs) whose gauge saturated: the node reads them as 0 and freezes them,
+    # so their in-situ entries are not measurements (firmware health.py, docs/reliability.md)
+    saturated: list[tuple[int, int]] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
@@ -42,6 +45,7 @@ class GradCheck:
             "rel_err": self.rel_err,
             "loadings": self.loadings,
             "messages": self.messages,
+            "saturated": [[i, j] for i, j in self.saturated],
         }
 
 
@@ -104,11 +108,26 @@ def exact_batch_gradient(
 
 
 def compare(
-    net: Network, insitu: np.ndarray, exact: np.ndarray, loadings: int, messages: int
+    net: Network,
+    insitu: np.ndarray,
+    exact: np.ndarray,
+    loadings: int,
+    messages: int,
+    saturated: list[tuple[int, int]] | None = None,
 ) -> GradCheck:
     cos = float(insitu @ exact / (np.linalg.norm(insitu) * np.linalg.norm(exact)))
     rel = float(np.linalg.norm(insitu - exact) / np.linalg.norm(exact))
-    return GradCheck(net.bond_ids(), insitu, exact, cos, rel, loadings, messages)
+    return GradCheck(net.bond_ids(), insitu, exact, cos, rel, loadings, messages, saturated or [])
+
+
+def saturated_bonds(rig: Rig) -> list[tuple[int, int]]:
+    """Bonds (node pairs, network order) whose gauge the boards reported saturated."""
+    hit = {
+        (int(ev["bond"][0]), int(ev["bond"][1]))
+        for _, ev in rig.events
+        if ev.get("ev") == "fault" and ev.get("kind") == "sat" and "bond" in ev
+    }
+    return [b for b in rig.network.bond_ids() if b in hit]
 
 
 def run_gradcheck(
@@ -157,4 +176,4 @@ def _check(rig: Rig, world: World, net: Network, load, f_adj, n: int | None) -> 
     g = insitu_gradient(rig, load, f_adj, settle_ms=settle_ms, n=n)
     ex = exact_gradient(world, load, f_adj)
     c = rig.counters
-    return compare(net, g, ex, c.loadings, c.sent)
+    return compare(net, g, ex, c.loadings, c.sent, saturated_bonds(rig))

@@ -150,6 +150,7 @@ class Profile:
     disp: DispSpec
     nominal: Nominal = field(default_factory=Nominal)
     element_kind: str = "servo"  # every bond's stiffness element: servo | coil (emulator/coil.py)
+    friction_n: float = 0.0  # stick-slip threshold at the nodes' supports, N (friction.py)
 
     def with_(self, **changes) -> Profile:
         """A copy with some top-level fields replaced (e.g. relax=False)."""

@@ -42,6 +42,7 @@ from insitu.physics.nonlinear import (
     tangent_stiffness,
 )
 
+from . import friction
 from .clock import RealClock, VirtualClock
 from .coil import CoilBank
 from .hardware import (
@@ -399,6 +400,9 @@ class World:
         else:
             self._eq = self._equilibrium(k, mask)
             u_eq = self._eq.solve(self._f, uc)
+            if self.profile.friction_n > 0:  # nodes stick where they are (friction.py)
+                u_eq = friction.settle(self._C_alive, k[self._alive], mask, uc, self._f,
+                                       u_start, self.profile.friction_n)  # fmt: skip
         self._segments.append(
             _Segment(t0, u_start, u_eq, self._elongations(u_start), self._elongations(u_eq))
         )
