@@ -243,7 +243,7 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
 
     # re-flash all boards: every file is unchanged and skipped; boards come back and verify
     t0 = time.monotonic()
-    rc, out, err = _flash_all(capsys, lab, "--json")
+    rc, out, err = _flash_all(capsys, lab, "--json", "--jobs", "4")  # as the fixture: 2 cores
     TIMINGS["re-flash --all, 14 boards, nothing changed"] = time.monotonic() - t0
     assert rc == 0, err
     summary = json.loads(out)
