@@ -213,10 +213,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                 label="in situ, test")  # fmt: skip
     ax.plot(x, [r["initial_test_accuracy"] for r in rows], ls=":", color="gray",
             label="before training")  # fmt: skip
+    if all("gradient_cosine" in r for r in rows):
+        ax.plot(x, [r["gradient_cosine"] for r in rows], marker="s", ls="--", color="C2",
+                label="gradient cosine (one check)")  # fmt: skip
     ax.axvspan(10, 50, color="C3", alpha=0.12, label="listed slides (10-50 mN)")
     ax.set_xscale("log")
     ax.set_xlabel("support friction F (mN; F = 0 at the left edge)")
-    ax.set_ylabel("Iris test accuracy")
+    ax.set_ylabel("Iris test accuracy / cosine")
     ax.set_title(f"friction tolerance, {result['network']}, {result['profile']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
