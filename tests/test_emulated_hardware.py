@@ -43,7 +43,7 @@ def samples(w: World, bond: int, n: int) -> np.ndarray:
 
 
 def test_profiles_are_complete_data():
-    assert set(PROFILES) == {"ideal", "realistic", "harsh"}
+    assert set(PROFILES) == {"ideal", "realistic", "harsh", "miscalibrated"}
     fields = [f.name for f in dataclasses.fields(REALISTIC)]
     for p in PROFILES.values():
         assert [f.name for f in dataclasses.fields(p)] == fields
