@@ -88,7 +88,9 @@ def compile_tree(dst: Path) -> list[dict[str, Any]]:
         base = fw if f.is_relative_to(fw) else f.parent
         out = dst / f.relative_to(base).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross, "-o", str(out), str(f)], check=True, timeout=60)
+        # -O3, as firmware/manifest.py freezes it for a board image (no asserts, no line
+        # numbers in tracebacks: the node reports errors by name, not by line)
+        subprocess.run([mpy_cross, "-O3", "-o", str(out), str(f)], check=True, timeout=60)
         if f.is_relative_to(fw):
             rows.append(
                 {
