@@ -451,11 +451,15 @@ def calibrate(
     meter = _Meter(rig, settle_ms, n, progress)
     k_nominal = net.k_init.astype(float).copy()
 
-    progress("forgetting the nodes' previous calibration")
+    progress("forgetting the nodes' previous calibration and latched sensor faults")
+    # a gauge latched faulty (e.g. saturated under an earlier load) reads 0 from then on: the
+    # fits would see its bond as missing. Calibration starts from clean nodes.
     if only is None:
         rig.broadcast("cal", {"id": 0})
+        rig.broadcast("reset", {"faults": True})
     else:
         rig.request(only, "cal", {"id": 0})
+        rig.request(only, "reset", {"faults": True})
 
     progress("strain offsets: tare at rest")
     rig.set_stiffness(k_nominal)

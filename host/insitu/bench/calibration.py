@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rig = port_rig(net, list(lab.ports().values()), "emu", profile=profile, timeout=5.0)
             try:
                 before = _check(rig, lab.world, load, f_adj, settle_ms, n)
+                faults_before = rig.fault_report()  # latched by the uncalibrated check
                 t0 = time.perf_counter()
                 cal = calibrate(
                     rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, levels=levels
@@ -149,6 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "calibration_id": cal.id,
                     "calibrate_s": cal_s,
                     "messages": int(rig.counters.sent),
+                    "faults_before": faults_before,
+                    "faults_after": rig.fault_report(),
                 })  # fmt: skip
                 if profile == "miscalibrated" and epochs > 0:
                     iris = _iris(net, rig, profile, epochs, seeds)
