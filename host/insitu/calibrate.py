@@ -531,7 +531,15 @@ def calibrate(
                 e, _ = meter.case(cmd)
                 des.append(e * r_fit / r)
                 lds.append(true_forces(cmd))
-        k_real[li], _, _, res = fit_force_balance(net, des, lds)
+        try:
+            k_real[li], _, _, res = fit_force_balance(net, des, lds)
+        except CalibrationError as exc:  # say which bonds read nothing, and any latched fault
+            dead = [f"{i}-{j}" for (i, j), d in zip(net.bond_ids(), np.ptp(des, axis=0),
+                                                   strict=True) if d == 0]  # fmt: skip
+            why = "; ".join(rig.fault_report()) or "no latched fault"
+            raise CalibrationError(
+                f"sweep level {li + 1}: {exc}; bonds reading no change: {dead or 'none'}; {why}"
+            ) from None
         res_sweep.append(res)
     cal = Calibration(
         network=net.name,
