@@ -451,11 +451,15 @@ def calibrate(
     meter = _Meter(rig, settle_ms, n, progress)
     k_nominal = net.k_init.astype(float).copy()
 
-    progress("forgetting the nodes' previous calibration")
+    progress("forgetting the nodes' previous calibration and latched sensor faults")
+    # a gauge latched faulty (e.g. saturated under an earlier load) reads 0 from then on: the
+    # fits would see its bond as missing. Calibration starts from clean nodes.
     if only is None:
         rig.broadcast("cal", {"id": 0})
+        rig.broadcast("reset", {"faults": True})
     else:
         rig.request(only, "cal", {"id": 0})
+        rig.request(only, "reset", {"faults": True})
 
     progress("strain offsets: tare at rest")
     rig.set_stiffness(k_nominal)
@@ -527,7 +531,15 @@ def calibrate(
                 e, _ = meter.case(cmd)
                 des.append(e * r_fit / r)
                 lds.append(true_forces(cmd))
-        k_real[li], _, _, res = fit_force_balance(net, des, lds)
+        try:
+            k_real[li], _, _, res = fit_force_balance(net, des, lds)
+        except CalibrationError as exc:  # say which bonds read nothing, and any latched fault
+            dead = [f"{i}-{j}" for (i, j), d in zip(net.bond_ids(), np.ptp(des, axis=0),
+                                                   strict=True) if d == 0]  # fmt: skip
+            why = "; ".join(rig.fault_report()) or "no latched fault"
+            raise CalibrationError(
+                f"sweep level {li + 1}: {exc}; bonds reading no change: {dead or 'none'}; {why}"
+            ) from None
         res_sweep.append(res)
     cal = Calibration(
         network=net.name,

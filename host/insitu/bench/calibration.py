@@ -112,7 +112,7 @@ def _iris(net: Any, rig: Any, profile: str, epochs: int, seeds: int) -> dict[str
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from insitu.bench import machine_info
     from insitu.bench.gradient import network_path  # the one place it is found (li-mao-2024)
-    from insitu.calibrate import EmulatedWeights, calibrate
+    from insitu.calibrate import CalibrationError, EmulatedWeights, calibrate
     from insitu.emulator.mplab import MicroPythonLab
     from insitu.network.schema import load_network
     from insitu.rig.lab import port_rig
@@ -134,10 +134,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rig = port_rig(net, list(lab.ports().values()), "emu", profile=profile, timeout=5.0)
             try:
                 before = _check(rig, lab.world, load, f_adj, settle_ms, n)
+                faults_before = rig.fault_report()  # latched by the uncalibrated check
                 t0 = time.perf_counter()
-                cal = calibrate(
-                    rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, levels=levels
-                )
+                try:
+                    cal = calibrate(
+                        rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, levels=levels
+                    )
+                except CalibrationError as exc:  # reported as a row, the other profiles go on
+                    rows.append({"profile": profile, "cosine_before": before["truth"],
+                                 "twin_before": before["twin"], "error": str(exc),
+                                 "faults_before": faults_before,
+                                 "faults_after": rig.fault_report()})  # fmt: skip
+                    continue
                 cal_s = time.perf_counter() - t0
                 after = _check(rig, lab.world, load, f_adj, settle_ms, n)
                 rows.append({
@@ -149,12 +157,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "calibration_id": cal.id,
                     "calibrate_s": cal_s,
                     "messages": int(rig.counters.sent),
+                    "faults_before": faults_before,
+                    "faults_after": rig.fault_report(),
                 })  # fmt: skip
                 if profile == "miscalibrated" and epochs > 0:
                     iris = _iris(net, rig, profile, epochs, seeds)
             finally:
                 rig.close()
     return {
+        "benchmark": "calibration",
         "network": NETWORK,
         "quick": quick,
         "tau_s": net.relaxation_time,
@@ -175,6 +186,9 @@ def summary(result: dict[str, Any]) -> str:
         f"{'profile':<14} {'cos before':>11} {'cos after':>10} {'twin after':>11} {'cal s':>7}",
     ]
     for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"{r['profile']:<14} {r['cosine_before']:11.6f}  FAILED: {r['error']}")
+            continue
         lines.append(
             f"{r['profile']:<14} {r['cosine_before']:11.6f} {r['cosine_after']:10.6f} "
             f"{r['twin_after']:11.6f} {r['calibrate_s']:7.0f}"
@@ -193,6 +207,9 @@ def summary(result: dict[str, Any]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     out = ["| profile | cosine before | cosine after | twin after |", "|---|---|---|---|"]
     for r in result["rows"]:
+        if "error" in r:
+            out.append(f"| {r['profile']} | {r['cosine_before']:.6f} | failed: {r['error']} | |")
+            continue
         out.append(
             f"| {r['profile']} | {r['cosine_before']:.6f} | {r['cosine_after']:.6f} | "
             f"{r['twin_after']:.6f} |"
@@ -206,7 +223,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
+    rows = [r for r in result["rows"] if "error" not in r]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(x - 0.2, [1 - r["cosine_before"] for r in rows], 0.4, label="before")
