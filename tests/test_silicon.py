@@ -295,3 +295,20 @@ def test_micropython_board_runs_the_family_pin_factories_on_the_silicon(tmp_path
     assert "(2, ['hx711.frame']), (3, ['hx711.frame'])" in out
     assert "(4, ['servo.pulse@50Hz'])" in out and "(6, ['hbridge.duty@20000Hz'])" in out
     assert ("stiffness", 0, 1500.0) in bus.writes and ("force", 0, -100) in bus.writes
+
+
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--profile", "realistic", "--pins", "nosuch"], "nosuch.toml: file: not found"),
+        (["--pins", "pico"], "--pins: pins carry integer counts"),
+    ],
+)
+def test_gradcheck_pins_user_errors(li_mao_path, capsys, extra, msg):
+    from insitu.cli.main import main
+
+    argv = ["gradcheck", str(li_mao_path), "--load", "10:0,-0.049", "--adjoint", "8:0.01,0"]
+    assert main([*argv, *extra]) == 2
+    out = capsys.readouterr()
+    assert msg in out.err and out.out == ""
+    assert len(out.err.strip().splitlines()) == 1
