@@ -31,6 +31,9 @@ def test_bench_gradient_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert small["rig"]["incremental_adjoint"]["rel_err"]["mean"] < 1e-2
     assert large["truth"]["incremental_adjoint"]["rel_err"] < 1e-2
     assert large["truth"]["linear_adjoint"]["rel_err"] > 0.1
-    assert large["rig"]["saturated_channels"] > 0  # 100 g exceeds the strain bridges' range
+    # ideal parts read float counts with no rail (docs/emulator.md): even at 100 g nothing
+    # saturates, and the rig's incremental adjoint follows the nonlinear model as the core's does
+    assert large["rig"]["saturated_channels"] == 0
+    assert large["rig"]["incremental_adjoint"]["rel_err"]["mean"] < 1e-2
     assert (tmp_path / "gradient.png").read_bytes()[:4] == b"\x89PNG"
     assert "| load (g) |" in (tmp_path / "gradient.md").read_text()

@@ -382,7 +382,8 @@ def test_boards_that_stay_powered_resume_after_a_host_kill(tmp_path):
     with MicroPythonLab(load_network(LI_MAO), "ideal") as lab:
         ports = [a for p in lab.ports().values() for a in ("--port", p)]
         kill_at_step(
-            [*INSITU, *args, "--family", "emu", *ports, "--store", str(db)], db, at, tmp_path
+            [*INSITU, *args, "--family", "emu", "--uncalibrated", *ports, "--store", str(db)],
+            db, at, tmp_path,
         )
         ckpt = query(db, "SELECT MAX(step) FROM snapshots")[0][0]
         print(f"\nkilled at step {at}, newest checkpoint {ckpt}")
@@ -413,8 +414,8 @@ def test_board_power_cycled_mid_run_recovers_in_place(tmp_path):
     db = tmp_path / "s.sqlite"
     with MicroPythonLab(load_network(LI_MAO), "ideal") as lab:
         ports = [a for p in lab.ports().values() for a in ("--port", p)]
-        run = Running([*INSITU, *args, "--family", "emu", *ports, "--store", str(db), "--json",
-                       "--quiet"], tmp_path)  # fmt: skip
+        run = Running([*INSITU, *args, "--family", "emu", "--uncalibrated", *ports, "--store",
+                       str(db), "--json", "--quiet"], tmp_path)  # fmt: skip
         try:
             deadline = time.monotonic() + 300
             while max_step(db) < at and run.proc.poll() is None:
