@@ -151,6 +151,7 @@ def run_document(store: Any, run: int) -> dict[str, Any]:
     stride = max(1, -(-len(steps) // MAX_STEP_POINTS))
     epochs = store.epochs(run)
     train_cfg = row["config"].get("train", {}) if isinstance(row["config"], dict) else {}
+    events = store.events(run)  # read once: the page polls every second
     return {
         "run": {
             "id": row["id"],
@@ -177,8 +178,8 @@ def run_document(store: Any, run: int) -> dict[str, Any]:
         "measurements": steps[-1]["measurements"] if steps else 0,
         "reference": PAPER_REFERENCE.get(str(row["task"]).split(":")[0]),
         "gradient": _gradient_check(store.gradients(run)),
-        "health": _health(store.events(run)),
-        "events": [{"step": ev["step"], "kind": ev["kind"]} for ev in store.events(run)[-20:]],
+        "health": _health(events),
+        "events": [{"step": ev["step"], "kind": ev["kind"]} for ev in events[-20:]],
     }
 
 
