@@ -119,7 +119,7 @@ def test_emulate_serves_boards_on_serial_ports(repo_root):
     )
     try:
         header = proc.stdout.readline()
-        assert "14 in-process boards" in header
+        assert "14 in-process (real time) boards" in header
         ports = {}
         for _ in range(14):
             port, board, node = proc.stdout.readline().rstrip("\n").split("\t")
@@ -137,6 +137,65 @@ def test_emulate_serves_boards_on_serial_ports(repo_root):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_emulate_virtual_clock_and_bench_console(repo_root):
+    """`insitu emulate --clock virtual`: a 60 s settle answers at once (real time would take a
+    minute), and the console hangs a weight the boards then feel."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insitu.cli.main", "emulate", "li-mao-2024",
+         "--profile", "ideal", "--clock", "virtual"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo_root,
+    )  # fmt: skip
+    try:
+        assert "in-process (virtual time)" in proc.stdout.readline()
+        ports = {}
+        for _ in range(14):
+            port, board, node = proc.stdout.readline().rstrip("\n").split("\t")
+            ports[int(node.split()[1])] = port
+        proc.stdin.write("hang 13 nine\nhang 13 5\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith("? 'hang 13 nine'")
+        assert proc.stdout.readline().strip() == "# 5 g at node 13"
+        link = SerialLink(ports[13])  # node 13 carries a displacement sensor
+        link.send(codec.encode(3, "13", "measure", {"phase": "free", "settle_ms": 60000}))
+        deadline = time.monotonic() + 30
+        frame = None
+        while (frame is None or frame.seq != 3) and time.monotonic() < deadline:
+            frame = codec.parse(link.receive(1.0) or "")
+        link.close()
+        assert frame is not None and frame.seq == 3, "no reply within 30 s to a 60 s settle"
+        assert frame.args["u"][1] < -1e-5  # the 5 g weight pulls node 13 down
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_virtual_time_boards_on_ports_give_the_exact_gradient(net):
+    """In-process boards served on ptys in virtual time (emulator/ptyserve.py), reached only
+    through pyserial as a lab reaches boards: the settle is skipped, not shortened, so the
+    gradient is the exact one and the boards' clock shows the phases' full waits."""
+    from insitu.calibrate import check_gradient
+    from insitu.emulator.ptyserve import PtyServer
+    from insitu.rig.lab import port_rig
+
+    load, f_adj = _vectors(net)
+    lab = InProcessLab(net, "ideal")
+    settle_ms = 2000
+    with PtyServer(lab) as server:
+        rig = port_rig(net, [server.ports[b] for b in sorted(server.ports)], "emu",
+                       profile="ideal", timeout=5.0)  # fmt: skip
+        try:
+            t0 = lab.clock.now()
+            res = check_gradient(rig, load, f_adj, settle_ms=settle_ms, n=2)
+            waited = lab.clock.now() - t0
+        finally:
+            rig.close()
+    exact = lab.world.exact_gradient(-f_adj, f=load)
+    g = res.insitu
+    assert np.linalg.norm(g - exact) / np.linalg.norm(exact) < 1e-9
+    assert waited >= 2 * settle_ms / 1000.0  # two phases, each settled in full
 
 
 def test_ideal_micropython_gradient_equals_exact(net):

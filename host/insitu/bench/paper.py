@@ -68,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="calibrate the emulated boards (strain gains, force scale/offset) before training",
     )
     p.add_argument(
+        "--pins",
+        metavar="MAP",
+        help="build the boards on pin-level silicon wired by this pin map (e.g. pico): the "
+        "real drivers through hal/board.py instead of the emulated HAL",
+    )
+    p.add_argument(
         "--first-seed",
         type=int,
         default=0,
@@ -165,14 +171,15 @@ def _cfg(task: Any, epochs: int, seed: int) -> Any:
     return TrainConfig(epochs=epochs, batch=int(d["batch"]), lr=float(d["lr"]), seed=seed)
 
 
-# set by run() from --calibrate: every section's boards are calibrated before they train
-_CALIBRATE = {"on": False}
+# set by run() from --calibrate and --pins: every section's boards are calibrated before they
+# train, and built on that pin map's silicon
+_CALIBRATE: dict[str, Any] = {"on": False, "pins": None}
 
 
 def _rig(net: Any, profile: str, seed: int) -> Any:
     from insitu.rig.lab import emulated_rig
 
-    lab, rig = emulated_rig(net, profile, seed=seed)
+    lab, rig = emulated_rig(net, profile, seed=seed, pins=_CALIBRATE["pins"])
     if _CALIBRATE["on"] and profile != "ideal":
         from insitu.calibrate import calibrate_emulated
         from insitu.trainers.insitu import settle_ms_for
@@ -406,6 +413,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _CALIBRATE["on"] = bool(getattr(args, "calibrate", False))
     if _CALIBRATE["on"]:
         settings["calibrate"] = True  # absent when off, so earlier cached seeds still match
+    _CALIBRATE["pins"] = getattr(args, "pins", None)
+    if _CALIBRATE["pins"]:
+        settings["pins"] = _CALIBRATE["pins"]  # likewise absent when off
     if "iris" not in sections and sections & {"damage", "task_switch"}:
         sections.add("iris")  # they start from the Iris-trained network
     cache = Path(args.out) / "paper-seeds" if args.out else None
@@ -436,6 +446,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "quick": bool(args.quick),
         "network": NETWORK,
         "profile": args.profile,
+        "pins": _CALIBRATE["pins"],
         "seeds": n_seeds,
         "first_seed": first,
         "epochs": epochs,

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from insitu.cli.element import PROFILE_NAMES
+
 HELP = "calibrate the boards: strain gain/offset, stiffness element map, force actuator scale"
 
 
@@ -22,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default="realistic",
-        choices=("ideal", "realistic", "harsh", "miscalibrated"),
+        choices=PROFILE_NAMES,
         help="emulated boards' hardware profile (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")

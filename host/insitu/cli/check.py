@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from insitu.cli.element import add_element, element_profile
+from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 
 HELP = "self-test: does every bond's stiffness element respond? (exit 1 if one is stuck)"
 
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="boards on these serial ports (repeat); default: emulated boards")
     p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
     p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
-    p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"),
+    p.add_argument("--profile", default="realistic", choices=PROFILE_NAMES,
                    help="emulated boards' hardware profile (default %(default)s)")
     add_element(p)
     p.add_argument("--seed", type=int, default=0, help="emulated boards' part draws")

@@ -13,7 +13,7 @@ import sys
 import time
 
 from insitu.calibrate import calibrate_emulated
-from insitu.cli.element import add_element, element_profile
+from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 from insitu.cli.progress import Progress as _Progress
 
 HELP = "emulated boards learn Iris in situ (li-mao-2024, realistic profile)"
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs (default %(default)s)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default="realistic", choices=("ideal", "realistic", "harsh"))
+    p.add_argument("--profile", default="realistic", choices=PROFILE_NAMES)
     add_element(p)
     p.add_argument("--network", default=None, help="network file (default: li-mao-2024)")
     p.add_argument("--store", metavar="PATH", help="run store (default runs/insitu.sqlite)")

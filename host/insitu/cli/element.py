@@ -1,6 +1,7 @@
 """`--element servo|coil`: which stiffness element the emulated boards are built with.
 
-One helper for every command that starts emulated boards (gradcheck, train, emulate, demo, check,
+``PROFILE_NAMES``: the hardware profiles every command's ``--profile`` offers. One helper for
+every command that starts emulated boards (gradcheck, train, emulate, demo, check,
 bench): ``add_element(p)`` adds the flag, ``element_profile(args)`` folds it into the profile
 name the command passes on ("realistic" + coil -> "realistic+coil", which
 ``insitu.emulator.hardware.get_profile`` reads), so the run store and every layer below see one
@@ -12,6 +13,9 @@ from __future__ import annotations
 import argparse
 
 from insitu.emulator.coil import ELEMENTS, profile_name
+from insitu.emulator.hardware import PROFILES
+
+PROFILE_NAMES = tuple(PROFILES)  # every command offers every profile (emulator/hardware.py)
 
 
 def add_element(p: argparse.ArgumentParser) -> None:

@@ -1,12 +1,18 @@
-"""`insitu emulate`: a virtual lab — the emulated boards of a network on serial ports."""
+"""`insitu emulate`: a virtual lab — the emulated boards of a network on serial ports.
+
+While it runs, lines typed on its standard input act on the emulated bench as a person would:
+``hang NODE GRAMS`` hangs a known weight at a node (gravity along -y), ``remove NODE`` takes it
+off. That is what ``insitu calibrate --port`` asks for against these boards.
+"""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
-from insitu.cli.element import add_element, element_profile
+from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 from insitu.network.schema import load_network
 
 HELP = "start the emulated boards of a network on pseudo-terminals until interrupted"
@@ -14,7 +20,7 @@ HELP = "start the emulated boards of a network on pseudo-terminals until interru
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", help="network file (TOML)")
-    p.add_argument("--profile", default="realistic", choices=["ideal", "realistic", "harsh"])
+    p.add_argument("--profile", default="realistic", choices=PROFILE_NAMES)
     add_element(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the parts' errors and noise")
     p.add_argument(
@@ -23,6 +29,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run each board as a real MicroPython process (mpremote can attach)",
     )
     p.add_argument("--workdir", help="--micropython: keep the boards' flash directories here")
+    p.add_argument(
+        "--clock",
+        choices=("real", "virtual"),
+        default="real",
+        help="in-process boards: real time (a bench) or virtual time, which passes only while "
+        "a board measures, so a settle costs no wall time (default %(default)s)",
+    )
+
+
+GRAVITY = 9.81  # m/s^2, as insitu.calibrate.PromptWeights converts
+
+
+def _bench_command(line: str, world: object, net: object) -> str:
+    """One line of the bench's console: hang NODE GRAMS | remove NODE. Returns what was done
+    (or what is wrong with the line); the boards never see it."""
+    from insitu.calibrate import EmulatedWeights
+    from insitu.network.schema import Port
+
+    words = line.split()
+    if not words:
+        return ""
+    try:
+        if words[0] == "hang" and len(words) == 3:
+            node, grams = int(words[1]), float(words[2])
+        elif words[0] == "remove" and len(words) == 2:
+            node, grams = int(words[1]), 0.0
+        else:
+            return f"? {line.strip()!r}: hang NODE GRAMS | remove NODE"
+    except ValueError as exc:
+        return f"? {line.strip()!r}: {exc}"
+    if node not in net.node_ids:  # type: ignore[attr-defined]
+        return f"? {line.strip()!r}: no node {node} in {net.name}"  # type: ignore[attr-defined]
+    if not abs(grams) < 1e4:
+        return f"? {line.strip()!r}: {grams:g} g is not a bench weight"
+    port = Port(node, 1)
+    EmulatedWeights(world).hang(port, -grams / 1000.0 * GRAVITY)
+    return f"# {grams:g} g at node {node}" if grams else f"# nothing at node {node}"
+
+
+def _console(stop: threading.Event, world: object, net: object) -> None:
+    for line in sys.stdin:
+        if stop.is_set():
+            return
+        msg = _bench_command(line, world, net)
+        if msg:
+            print(msg, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     net = load_network(args.network)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.micropython and args.clock == "virtual":
+        from insitu.cli.main import UserError
+
+        raise UserError("--clock virtual: MicroPython processes run on the wall clock "
+                        "(drop --micropython)")  # fmt: skip
     if args.micropython:
         from insitu.emulator.mplab import MicroPythonLab
 
@@ -38,18 +95,21 @@ def run(args: argparse.Namespace) -> int:
         lab.start()
         ports = lab.ports()
     else:
-        from insitu.emulator.clock import RealClock
+        from insitu.emulator.clock import RealClock, VirtualClock
         from insitu.emulator.inprocess import InProcessLab
         from insitu.emulator.ptyserve import PtyServer
 
-        lab = InProcessLab(net, args.profile, args.seed, clock=RealClock())
+        clock = VirtualClock() if args.clock == "virtual" else RealClock()
+        lab = InProcessLab(net, args.profile, args.seed, clock=clock)
         server = PtyServer(lab).start()
         ports = server.ports
-    kind = "micropython" if args.micropython else "in-process"
-    print(f"# {net.name}: {len(ports)} {kind} boards, profile {args.profile}; Ctrl-C stops")
+    kind = "micropython" if args.micropython else f"in-process ({args.clock} time)"
+    print(f"# {net.name}: {len(ports)} {kind} boards, profile {args.profile}; Ctrl-C stops; "
+          "type 'hang NODE GRAMS' or 'remove NODE' to load the bench")  # fmt: skip
     for bid, port in ports.items():
         bd = next(b for b in net.boards if b.id == bid)
         print(f"{port}\tboard {bid}\tnode {bd.node}", flush=True)
+    threading.Thread(target=_console, args=(stop, lab.world, net), daemon=True).start()
     try:
         while not stop.wait(0.5):
             pass

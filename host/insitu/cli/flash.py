@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from insitu.cli.element import PROFILE_NAMES
+
 HELP = "copy firmware + each board's config.json with mpremote, reset, verify (docs/deploy.md)"
 
 
@@ -55,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         default="ideal",
-        choices=("ideal", "realistic", "harsh"),
+        choices=PROFILE_NAMES,
         help="emulator profile whose calibration emu boards get (default: ideal)",
     )
     p.add_argument(

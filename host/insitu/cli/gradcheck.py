@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from insitu.cli.calibrate import add_port_arguments, open_port_rig
-from insitu.cli.element import add_element, element_profile
+from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 from insitu.cli.solve import load_vector
 from insitu.network.schema import load_network
 
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="adjoint force in N (= -dL/du at an output; repeatable)",
     )
     p.add_argument(
-        "--profile", default="ideal", choices=["ideal", "realistic", "harsh", "miscalibrated"]
+        "--profile", default="ideal", choices=PROFILE_NAMES
     )
     add_element(p)
     p.add_argument("--seed", type=int, default=0)

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from insitu.cli.element import add_element, element_profile
+from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 
 HELP = "train a network on a task (behaviour, regression, iris, or your own)"
 
 PERIOD_MS = 10  # emulated boards' control period
-PROFILES = ("ideal", "realistic", "harsh", "miscalibrated")
 # flags whose values a resumed run takes from the run itself
 RECOVER = 3  # in-place recoveries of a run on boards (--recover)
 _RUN_FLAGS = ("network", "task", "task_csv", "task_fn", "epochs", "batch", "lr", "sharpness")
@@ -51,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--profile",
-        choices=PROFILES,
+        choices=PROFILE_NAMES,
         default="realistic",
         help="emulated boards for a rig-based method (default %(default)s)",
     )

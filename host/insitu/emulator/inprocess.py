@@ -219,8 +219,9 @@ class InProcessLab:
             self.clock.sleep_ms(step)
             self._tick_all()
 
-    def step(self) -> None:
-        """Time to the next control tick that can change anything, then that tick.
+    def step(self) -> dict[int, list[str]]:
+        """Time to the next control tick that can change anything, then that tick; returns
+        what each board wrote (also delivered to this lab's links).
 
         While every busy node is still settling nothing it does depends on the ticks in
         between (a servo holds, the tick only checks the time), so they are skipped.
@@ -228,17 +229,20 @@ class InProcessLab:
         due = self._due_ms() or 0
         period = self.period_ms
         self.clock.sleep_ms(max(period, -(-due // period) * period))
-        self._tick_all()
+        return self._tick_all()
 
-    def _tick_all(self) -> None:
+    def _tick_all(self) -> dict[int, list[str]]:
         now = self.clock.ticks_ms()
+        wrote: dict[int, list[str]] = {}
         for bid, node in self.nodes.items():
             out = node.step(now)
             self.ticks += 1
             if out:
+                wrote[bid] = out
                 for ln in self._links:
                     if bid in ln.boards:
                         ln._inbox.extend(out)
+        return wrote
 
 
 class MemoryLink:

@@ -1,8 +1,14 @@
-"""Serve in-process emulated boards on pseudo-terminals, in real time.
+"""Serve in-process emulated boards on pseudo-terminals, in real or in virtual time.
 
 Each board gets its own pty, so a terminal, pyserial or the host session can attach to it
-like a USB serial port. One thread ticks every node at its control period on the real clock
-and answers the lines arriving on any pty.
+like a USB serial port. One thread answers the lines arriving on any pty and ticks the nodes:
+
+- on a ``RealClock`` every node is ticked at its control period, as on a bench;
+- on a ``VirtualClock`` time passes only while some board has a measurement in hand, and
+  then as fast as the nodes can be ticked (``InProcessLab.step``: a settle is one jump). The
+  host's side is unchanged (pyserial, the codec, the session's deadlines); only the waiting is
+  gone, so a run that would take a rig hours takes minutes. Time stands still while every
+  board is idle, so nothing on the boards can time out while the host computes.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import threading
 import time
 import tty
 
+from insitu.emulator.clock import VirtualClock
 from insitu.emulator.inprocess import InProcessLab
+
+QUIET_S = 0.005  # virtual time: host silence (wall s) that ends a burst of phase lines
 
 
 class PtyServer:
-    """Expose the boards of an ``InProcessLab`` (built with a ``RealClock``) on ptys."""
+    """Expose the boards of an ``InProcessLab`` on ptys (its clock decides real or virtual
+    time, see the module doc)."""
 
     def __init__(self, lab: InProcessLab) -> None:
         self.lab = lab
@@ -25,6 +35,7 @@ class PtyServer:
         self._fds: dict[int, tuple[int, int]] = {}
         self._buf: dict[int, bytearray] = {}
         self._stop = threading.Event()
+        self._last_line = 0.0  # monotonic time the last bytes came in (virtual time's burst)
         self._thread: threading.Thread | None = None
         for bid in lab.nodes:
             m, s = os.openpty()
@@ -64,29 +75,60 @@ class PtyServer:
         except BlockingIOError:
             pass  # nobody reading and the pty buffer is full: a board would drop it too
 
+    def _serve_lines(self, sel: selectors.BaseSelector, timeout: float | None) -> bool:
+        """Answer every complete line that arrives within ``timeout``; True if any came."""
+        events = sel.select(timeout)
+        if events:
+            self._last_line = time.monotonic()
+        for key, _ in events:
+            bid = key.data
+            try:
+                chunk = os.read(key.fd, 4096)
+            except (BlockingIOError, OSError):
+                continue
+            buf = self._buf[bid]
+            buf += chunk
+            while (nl := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:nl]).rstrip(b"\r").decode("ascii", "replace")
+                del buf[: nl + 1]
+                out = self.lab.nodes[bid].handle_line(line)
+                if out:
+                    self._write(bid, out)
+        return bool(events)
+
     def _run(self) -> None:
-        lab = self.lab
         sel = selectors.DefaultSelector()
         for bid, (m, _) in self._fds.items():
             sel.register(m, selectors.EVENT_READ, bid)
+        try:
+            if isinstance(self.lab.clock, VirtualClock):
+                self._run_virtual(sel)
+            else:
+                self._run_real(sel)
+        finally:
+            sel.close()
+
+    def _run_virtual(self, sel: selectors.BaseSelector) -> None:
+        lab = self.lab
+        while not self._stop.is_set():
+            if not lab._busy():  # time stands still until the host asks for something
+                self._serve_lines(sel, 0.05)
+                continue
+            # The host writes a phase to its boards one port after another: let it finish
+            # (QUIET_S without a new line) before time moves, or the first board would
+            # settle and measure before the last one heard of the phase.
+            self._serve_lines(sel, 0.0)
+            while (wait := self._last_line + QUIET_S - time.monotonic()) > 0:
+                self._serve_lines(sel, wait)
+            for bid, out in lab.step().items():
+                self._write(bid, out)
+
+    def _run_real(self, sel: selectors.BaseSelector) -> None:
+        lab = self.lab
         period = lab.period_ms / 1000.0
         nxt = time.monotonic()
         while not self._stop.is_set():
-            timeout = max(0.0, nxt - time.monotonic())
-            for key, _ in sel.select(timeout):
-                bid = key.data
-                try:
-                    chunk = os.read(key.fd, 4096)
-                except (BlockingIOError, OSError):
-                    continue
-                buf = self._buf[bid]
-                buf += chunk
-                while (nl := buf.find(b"\n")) >= 0:
-                    line = bytes(buf[:nl]).rstrip(b"\r").decode("ascii", "replace")
-                    del buf[: nl + 1]
-                    out = lab.nodes[bid].handle_line(line)
-                    if out:
-                        self._write(bid, out)
+            self._serve_lines(sel, max(0.0, nxt - time.monotonic()))
             if time.monotonic() >= nxt:
                 now = lab.clock.ticks_ms()
                 for bid, node in lab.nodes.items():
@@ -96,4 +138,3 @@ class PtyServer:
                 nxt += period
                 if nxt < time.monotonic():  # overrun: resynchronise, as the firmware does
                     nxt = time.monotonic() + period
-        sel.close()
