@@ -12,9 +12,11 @@ from insitu.emulator.hardware import (
     HX711_MAX,
     HX711_MIN,
     HX711_NOISE_COUNTS,
+    IDEAL,
     NOMINAL,
     PROFILES,
     REALISTIC,
+    StiffnessElement,
     get_profile,
     nominal_k,
     nominal_pulse,
@@ -56,6 +58,33 @@ def test_profiles_are_complete_data():
     assert nominal_k(1500.0, 100.0, 200.0) == 150.0
     assert servo_table(100.0, 200.0) == [[100.0, 1000], [200.0, 2000]]
     assert NOMINAL.strain_m_per_count == 2.0**-33
+
+
+def test_servo_element_follows_the_kits_leaf_spring_law():
+    """Realistic parts: the leaf's k = k_s + C/L^3 with the clamp linear in the pulse (hardware/
+    leaf.py); the firmware's 9-point table (the kit's, hardware.pinmap.leaf_spring_table) is the
+    law sampled, and the chords between its points miss the curve by < 0.2 %."""
+    from insitu.hardware.pinmap import leaf_spring_table
+
+    nom, lo, hi = REALISTIC.nominal, 103.125, 171.875
+    table = servo_table(lo, hi, nom)
+    assert table == leaf_spring_table(lo, hi)  # the emulator's nominal is the kit's
+    assert len(table) == 9 and table[0] == [lo, 1000] and table[-1] == [hi, 2000]
+    # the cube law: half the pulse range covers less than half the k range
+    mid = nominal_k(1500.0, lo, hi, nom)
+    assert lo < mid < (lo + hi) / 2 - 5.0
+    for k in (lo, 120.0, 137.5, hi):
+        assert nominal_k(nominal_pulse(k, lo, hi, nom), lo, hi, nom) == pytest.approx(k, rel=1e-12)
+    ks = np.linspace(lo, hi, 401)
+    us = np.round(np.interp(ks, [p[0] for p in table], [p[1] for p in table]))
+    realised = np.array([nominal_k(u, lo, hi, nom) for u in us])
+    err = np.abs(realised / ks - 1)
+    assert 2e-4 < err.max() < 2e-3  # visible, and what calibration's map then corrects
+    # an element with no map error realises the law; the ideal profile keeps the exact line
+    el = StiffnessElement(REALISTIC.element, nom, lo, hi, lo, np.random.default_rng(0))
+    el.map_gain, el.map_offset = 1.0, 0.0
+    assert el.true_k(1500.0) == pytest.approx(mid, rel=1e-12)
+    assert nominal_k(1500.0, lo, hi, IDEAL.nominal) == (lo + hi) / 2
 
 
 def test_noise_statistics_quantisation_and_sample_rate(net):

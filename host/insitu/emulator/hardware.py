@@ -27,6 +27,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from insitu.hardware.leaf import clamp_fraction, flexure_share, leaf_k, leaf_table
+from insitu.hardware.pinmap import BENCH
+
+BENCH_FLEXURE_K = BENCH.flexure_k  # the kit's sensing flexure in parallel with the leaf
+
 # ----------------------------------------------------------------------------- nominal constants
 
 HX711_MAX = (1 << 23) - 1  # 24-bit two's complement output (Avia HX711 datasheet)
@@ -55,6 +60,12 @@ class Nominal:
     disp_offset_counts: int = 0  # the encoder is zeroed at the rest position
     pulse_min_us: float = 1000.0  # servo pulse for k_min (standard 1-2 ms RC servo range)
     pulse_max_us: float = 2000.0  # servo pulse for k_max
+    # the servo element's law: None, k linear in the pulse (the ideal profile: an exact,
+    # invertible map); a number, the kit's leaf spring (hardware/leaf.py) in parallel with a
+    # sensing flexure of that stiffness (N/m, BENCH.flexure_k), its nominal table sampled at
+    # ``table_points`` as the kit's configs are (hardware.pinmap.leaf_spring_table)
+    leaf_flexure_k: float | None = None
+    table_points: int = 9
     force_cmd_per_n: float = 1.0  # force commands are newtons on the emulator bus
     # clamp targets are metres on the bus; True reads them as displacement-sensor counts
     # (round(u / disp cal gain) + offset), the firmware's clamp convention (docs/firmware.md)
@@ -73,20 +84,39 @@ class Nominal:
 NOMINAL = Nominal()
 
 
+def _travel(k: float, k_min: float, k_max: float, nom: Nominal) -> float:
+    """Where the servo sits (0 at k_min's pulse, 1 at k_max's) for stiffness k, by the law."""
+    if nom.leaf_flexure_k is None:
+        return (k - k_min) / (k_max - k_min)
+    return clamp_fraction(k, k_min, k_max, flexure_share(k_min, nom.leaf_flexure_k))
+
+
+def element_k(frac: float, k_min: float, k_max: float, nom: Nominal = NOMINAL) -> float:
+    """Stiffness with the servo at ``frac`` of its pulse range, by the nominal law."""
+    if nom.leaf_flexure_k is None:
+        return k_min + (k_max - k_min) * frac
+    return leaf_k(frac, k_min, k_max, flexure_share(k_min, nom.leaf_flexure_k))
+
+
 def nominal_pulse(k: float, k_min: float, k_max: float, nom: Nominal = NOMINAL) -> float:
-    """Servo pulse (us, float) that nominally sets stiffness k: linear k_min..k_max."""
-    return nom.pulse_min_us + (nom.pulse_max_us - nom.pulse_min_us) * (k - k_min) / (k_max - k_min)
+    """Servo pulse (us, float) that nominally sets stiffness k (the continuous law)."""
+    return nom.pulse_min_us + (nom.pulse_max_us - nom.pulse_min_us) * _travel(k, k_min, k_max, nom)
 
 
 def nominal_k(pulse_us: float, k_min: float, k_max: float, nom: Nominal = NOMINAL) -> float:
     """Inverse of ``nominal_pulse``."""
     frac = (pulse_us - nom.pulse_min_us) / (nom.pulse_max_us - nom.pulse_min_us)
-    return k_min + (k_max - k_min) * frac
+    return element_k(frac, k_min, k_max, nom)
 
 
 def servo_table(k_min: float, k_max: float, nom: Nominal = NOMINAL) -> list[list[float]]:
-    """The firmware's element.table ([[k, us], ...]) for the nominal linear map."""
-    return [[float(k_min), int(nom.pulse_min_us)], [float(k_max), int(nom.pulse_max_us)]]
+    """The firmware's element.table ([[k, us], ...]) for the nominal law: two points for the
+    linear map, the kit's leaf-spring table otherwise (the firmware interpolates between
+    points, so a leaf build's commanded k misses the continuous law by the chords' sag)."""
+    if nom.leaf_flexure_k is None or k_max <= k_min:
+        return [[float(k_min), int(nom.pulse_min_us)], [float(k_max), int(nom.pulse_max_us)]]
+    ks = flexure_share(k_min, nom.leaf_flexure_k)
+    return leaf_table(k_min, k_max, ks, (nom.pulse_min_us, nom.pulse_max_us), nom.table_points)
 
 
 def strain_counts_to_m(counts: float, offset: float = 0.0, nom: Nominal = NOMINAL) -> float:
@@ -201,6 +231,7 @@ REALISTIC = Profile(
         gain_error=0.002,  # magnet strip pitch tolerance (assumption, 0.2 %)
         quantise=True,
     ),
+    nominal=Nominal(leaf_flexure_k=BENCH_FLEXURE_K),  # the kit's leaf spring (cube law)
 )
 
 HARSH = Profile(
@@ -228,6 +259,7 @@ HARSH = Profile(
     force=ForceSpec(scale_error=0.05, offset_n=1e-3, max_n=0.3),  # assumptions: uncalibrated
     clamp=ClampSpec(position_error_m=2e-6),  # assumption: loose clamp, ~4 encoder steps
     disp=DispSpec(noise_counts=2.0, gain_error=0.01, quantise=True),  # assumptions
+    nominal=Nominal(leaf_flexure_k=BENCH_FLEXURE_K),
 )
 
 # The realistic bench with parts deliberately far from their nominal calibration (issue 13's
@@ -385,8 +417,8 @@ class StiffnessElement:
         frac = (pulse_us - nom.pulse_min_us) / (nom.pulse_max_us - nom.pulse_min_us)
         if self.map_gain == 1.0 and self.map_offset == 0.0:
             k = nominal_k(pulse_us, self.k_min, self.k_max, nom)  # exact inverse (ideal)
-        else:
-            k = self.k_min + (self.k_max - self.k_min) * (self.map_gain * frac + self.map_offset)
+        else:  # the link's errors move the clamp (leaf) or the lever (linear law)
+            k = element_k(self.map_gain * frac + self.map_offset, self.k_min, self.k_max, nom)
         return max(k, self.k_floor)
 
     def command(self, pulse_us: float) -> float | None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from insitu.hardware.leaf import flexure_share, leaf_table
 from insitu.network.schema import AXES, NetworkError, ParseContext, read_source
 from insitu.resources import boards_dir
 from insitu_node.config import MAX_BONDS, ConfigError, from_dict
@@ -548,28 +549,11 @@ BENCH = BenchNominal()
 def leaf_spring_table(
     k_min: float, k_max: float, nom: BenchNominal = BENCH
 ) -> list[list[float | int]]:
-    """Nominal servo table for the leaf-spring element: k = k_s + C / L^3, servo linear in L.
-
-    The servo slides the leaf's clamp so its free length L runs from L(k_min) at the first
-    pulse to L(k_max) at the second; C cancels, so only the flexure's k_s enters. Calibration
-    replaces this with measured points.
-    """
-    ks = min(nom.flexure_k, 0.5 * k_min)
-
-    def length(k: float) -> float:
-        return (k - ks) ** (-1.0 / 3.0)
-
-    lo, hi = length(k_min), length(k_max)
-    p0, p1 = nom.servo_pulse_us
-    table: list[list[float | int]] = []
-    n = max(2, nom.table_points)
-    for i in range(n):
-        k = k_min + (k_max - k_min) * i / (n - 1)
-        if i == n - 1:
-            k = k_max
-        us = p0 + (p1 - p0) * (lo - length(k)) / (lo - hi)
-        table.append([float(k), int(round(us))])
-    return table
+    """Nominal servo table of the kit's leaf-spring element (hardware/leaf.py): k = k_s + C/L^3,
+    servo linear in L, sampled at ``nom.table_points``. Calibration replaces it with measured
+    points."""
+    ks = flexure_share(k_min, nom.flexure_k)
+    return leaf_table(k_min, k_max, ks, nom.servo_pulse_us, nom.table_points)
 
 
 def bench_calibration(nom: BenchNominal = BENCH):
