@@ -39,7 +39,20 @@ def test_bench_solver_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_bench_solver_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "solver", "--sizes", "16"]) == 0
-    assert "factorise" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "factorise" in out
+    # every bench says the float width the firmware ran with (CPython, the MicroPython found)
+    line = next(ln for ln in out.splitlines() if ln.startswith("firmware floats:"))
+    assert "in-process nodes 64-bit" in line and "rp2/esp32 boards 32-bit" in line
+
+
+def test_machine_info_probes_micropython_float_width() -> None:
+    from insitu.bench import machine_info
+
+    ff = machine_info()["firmware_float"]
+    assert ff["in_process_bits"] == 64 and ff["boards_rp2_esp32_bits"] == 32
+    # the unix port installed by `make setup` is a double-precision build
+    assert ff["micropython"]["float_bits"] == 64 and ff["micropython"]["version"].count(".") == 2
 
 
 @pytest.mark.parametrize("argv", [["bench", "solver", "--sizes", "a,b"], ["bench", "nosuch"]])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -86,8 +87,51 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+# 1 + 2**-40 is 1 in single precision (24-bit significand) and not in double (53-bit)
+_FLOAT_PROBE = "import sys; print(sys.implementation.version[:3], 1.0 + 2.0 ** -40 != 1.0)"
+
+
+@functools.lru_cache(maxsize=1)
+def firmware_floats() -> dict[str, Any]:
+    """The float width the firmware computed with where a benchmark can run it: in-process
+    nodes run it on CPython (64-bit), MicroPython processes on the unix port found here (probed:
+    64-bit, or 32-bit on a single-precision build), while rp2/esp32 boards have 32-bit floats
+    (DESIGN.md, MicroPython differences)."""
+    import subprocess
+
+    mp: dict[str, Any] | None = None
+    try:
+        from insitu.emulator.mpboard import find_micropython
+
+        exe = find_micropython()
+        out = subprocess.run(
+            [exe, "-c", _FLOAT_PROBE], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split(")")
+        mp = {
+            "path": exe,
+            "version": ".".join(x.strip() for x in out[0].strip("( ").split(",")),
+            "float_bits": 64 if out[1].strip() == "True" else 32,
+        }
+    except (FileNotFoundError, OSError, subprocess.SubprocessError, IndexError) as exc:
+        mp = {"error": f"no MicroPython probed: {exc}"}
+    return {"in_process_bits": 64, "micropython": mp, "boards_rp2_esp32_bits": 32}
+
+
+def float_line(machine: dict[str, Any]) -> str:
+    """One line for a benchmark's text output: the firmware's float width where it ran."""
+    ff = machine.get("firmware_float")
+    if not ff:
+        return ""
+    mp = ff.get("micropython") or {}
+    where = (f"MicroPython {mp['version']} unix port {mp['float_bits']}-bit"
+             if "float_bits" in mp else "MicroPython not found")  # fmt: skip
+    return (f"firmware floats: in-process nodes {ff['in_process_bits']}-bit (CPython); {where}; "
+            f"rp2/esp32 boards {ff['boards_rp2_esp32_bits']}-bit")  # fmt: skip
+
+
 def machine_info() -> dict[str, Any]:
-    """What a benchmark ran on: CPU, cores, memory, Python and library versions."""
+    """What a benchmark ran on: CPU, cores, memory, Python and library versions, and the float
+    width of the firmware on each kind of board (``firmware_floats``)."""
     import numpy
     import scipy
 
@@ -105,6 +149,7 @@ def machine_info() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "blas_threads": blas_thread_counts(),
+        "firmware_float": firmware_floats(),
     }
 
 

@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
             print("wrote " + ", ".join(str(w) for w in written), file=sys.stderr)
         if not args.json:
             print(mod.summary(result))
+            from insitu.bench import float_line
+
+            if line := float_line(result.get("machine", {})):
+                print(line)
     if args.json:
         print(json.dumps(results[args.bench] if args.bench != "all" else results))
     return 0
