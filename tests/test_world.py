@@ -230,12 +230,13 @@ def test_real_clock_moves():
 
 
 def test_firmware_unit_conventions(net):
-    """Force commands in counts per newton and clamp targets in encoder counts, if configured."""
+    """Force commands in counts per newton and clamp targets in displacement counts, if
+    configured."""
     from insitu.emulator.hardware import IDEAL, Nominal
 
-    nom = Nominal(force_cmd_per_n=1e6, clamp_in_counts=True)
+    nom = Nominal(force_cmd_per_n=1e6, clamp_in_counts=True, disp_counts_per_m=2048e3)
     w = World(net, IDEAL.with_(nominal=nom))
     w.bus(13).write("force", 0, 12345)  # 12.345 mN
     assert w.forces()[net.dof(Port(13, 0))] == pytest.approx(0.012345, rel=1e-15)
-    w.bus(13).write("clamp", 1, -2048)  # 2048 encoder counts = 1 mm
+    w.bus(13).write("clamp", 1, -2048)  # 2048 counts = 1 mm at 2048 counts/mm
     assert w.u()[net.dof(Port(13, 1))] == -1e-3

@@ -44,10 +44,22 @@ HX711_NOISE_COUNTS = {
     10: 50e-9 * HX711_COUNTS_PER_VOLT_3V3,  # 32.5 counts rms
     80: 90e-9 * HX711_COUNTS_PER_VOLT_3V3,  # 58.6 counts rms
 }
-# ams AS5311 magnetic linear encoder datasheet: 12-bit absolute position over one 2.0 mm pole
-# pair, 488 nm per step -> 4096 / 2.0e-3 m counts per metre (the firmware extends it across
-# pole pairs by counting index pulses).
-AS5311_COUNTS_PER_M = 4096 / 2.0e-3
+# The kit's displacement sensor (hardware/docs/bom.md): a TI DRV5055A1 linear Hall sensor
+# under a magnet on the node, read by the MCU's ADC. DRV5055 datasheet (sensitivity table):
+# 60 mV/mT at VCC = 3.3 V, quiescent output VCC / 2; the magnet gives an assumed 10 mT/mm
+# along the axis (hardware/docs/assembly.md), so 0.6 V/mm, linear over +/-21 mT (+/-2.1 mm).
+DRV5055_V_PER_T = 60.0
+MAGNET_T_PER_M = 10.0  # 10 mT/mm (assumption: set by the magnet and its distance)
+HALL_V_PER_M = DRV5055_V_PER_T * MAGNET_T_PER_M
+ADC_VCC = 3.3
+# RP2040 datasheet 4.9.3: 12-bit SAR ADC, ENOB 8.7 -> noise 2^(12-8.7)/sqrt(12) = 2.83 LSB rms
+# per conversion (~3.8 um of displacement); read_u16 scales a code like the rp2 port,
+# code << 4 | code >> 8. The firmware's ADCBridge sums ADC_OVER reads around mid-scale.
+ADC_BITS = 12
+ADC_NOISE_LSB = 2 ** (ADC_BITS - 8.7) / math.sqrt(12)
+ADC_OVER = 16  # the kit's oversampling (hardware.pinmap: disp sensor "over")
+# counts per metre of that sum, what hardware.pinmap.BENCH.disp_adc_m_per_count inverts
+HALL_COUNTS_PER_M = HALL_V_PER_M * ADC_OVER * 65535 / ADC_VCC
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,8 @@ class Nominal:
 
     strain_counts_per_m: float = 2.0**33  # derivation in the module docstring
     strain_offset_counts: int = 0  # nominal; a real node tares (measures its zero) at start
-    disp_counts_per_m: float = AS5311_COUNTS_PER_M
-    disp_offset_counts: int = 0  # the encoder is zeroed at the rest position
+    disp_counts_per_m: float = HALL_COUNTS_PER_M
+    disp_offset_counts: int = 0  # the sensor is zeroed at the rest position
     pulse_min_us: float = 1000.0  # servo pulse for k_min (standard 1-2 ms RC servo range)
     pulse_max_us: float = 2000.0  # servo pulse for k_max
     # the servo element's law: None, k linear in the pulse (the ideal profile: an exact,
@@ -225,10 +237,12 @@ REALISTIC = Profile(
         offset_n=2e-4,  # assumption: 0.2 mN (~20 mg) residual from friction / cable drag
         max_n=0.5,  # assumption: small voice-coil actuator, 0.5 N peak
     ),
-    clamp=ClampSpec(position_error_m=0.5e-6),  # holds to ~1 AS5311 step (488 nm)
+    clamp=ClampSpec(position_error_m=0.5e-6),  # assumption: the brake locks within 0.5 um
     disp=DispSpec(
-        noise_counts=0.5,  # assumption: ~half an LSB of transition noise (AS5311, 488 nm/LSB)
-        gain_error=0.002,  # magnet strip pitch tolerance (assumption, 0.2 %)
+        noise_counts=ADC_NOISE_LSB,  # RP2040 ADC, ENOB 8.7 (datasheet 4.9.3)
+        # DRV5055 sensitivity and magnet gradient after the lab's one-off check against a
+        # micrometer stage (assumption: 0.2 %; uncalibrated the datasheet allows +/-5 %)
+        gain_error=0.002,
         quantise=True,
     ),
     nominal=Nominal(leaf_flexure_k=BENCH_FLEXURE_K),  # the kit's leaf spring (cube law)
@@ -258,7 +272,7 @@ HARSH = Profile(
     ),
     force=ForceSpec(scale_error=0.05, offset_n=1e-3, max_n=0.3),  # assumptions: uncalibrated
     clamp=ClampSpec(position_error_m=2e-6),  # assumption: loose clamp, ~4 encoder steps
-    disp=DispSpec(noise_counts=2.0, gain_error=0.01, quantise=True),  # assumptions
+    disp=DispSpec(noise_counts=2 * ADC_NOISE_LSB, gain_error=0.01, quantise=True),  # assumptions
     nominal=Nominal(leaf_flexure_k=BENCH_FLEXURE_K),
 )
 
@@ -472,30 +486,52 @@ class Clamp:
 
 
 class DispSensor:
-    """Displacement of a node along one axis (AS5311-class linear encoder): u in, counts out."""
+    """Displacement of a node along one axis: the kit's DRV5055 Hall sensor on a 12-bit ADC.
+
+    ``read_u16(u)`` is one ADC conversion as the MCU's ``ADC.read_u16`` returns it (what a
+    pin-level board's silicon hands its driver); ``read(u)`` is what the firmware's ADCBridge
+    makes of ``ADC_OVER`` of them (their sum minus mid-scale), drawn from the same conversions,
+    so a board reading through its pins and one reading the bus get the same counts bit for
+    bit. An unquantised (ideal) sensor returns the exact float count instead.
+    """
 
     def __init__(self, spec: DispSpec, nom: Nominal, rng: np.random.Generator) -> None:
         self.spec = spec
         self.rng = rng
-        self.gain = nom.disp_counts_per_m * (1.0 + spec.gain_error * rng.standard_normal())
+        self.sens = 1.0 + spec.gain_error * rng.standard_normal()  # sensitivity x magnet
+        self.gain = nom.disp_counts_per_m * self.sens  # float counts per metre (ideal)
         self.stuck: float | None = None
         self.dead = False
-        self.extra_noise_counts = 0.0
+        self.extra_noise_counts = 0.0  # extra ADC noise, LSB rms per conversion
+
+    def _code(self, u: float) -> int:
+        top = (1 << ADC_BITS) - 1
+        volts = ADC_VCC / 2 + HALL_V_PER_M * self.sens * u
+        x = volts * top / ADC_VCC
+        sigma = math.hypot(self.spec.noise_counts, self.extra_noise_counts)
+        if sigma > 0:
+            x += sigma * self.rng.standard_normal()
+        code = int(math.floor(x + 0.5))
+        return 0 if code < 0 else (top if code > top else code)
+
+    def read_u16(self, u: float) -> int:
+        if self.dead:
+            raise OSError(errno.EIO, "displacement sensor not responding (dead)")
+        code = self._code(u)
+        return (code << 4) | (code >> 8)
 
     def read(self, u: float) -> float | int:
         if self.dead:
             raise OSError(errno.EIO, "displacement sensor not responding (dead)")
         if self.stuck is not None:
             return self.stuck
-        x = self.gain * u
-        sigma = math.hypot(self.spec.noise_counts, self.extra_noise_counts)
-        if sigma > 0:
-            x += sigma * self.rng.standard_normal()
-        return int(round(x)) if self.spec.quantise else x
+        if not self.spec.quantise:
+            return self.gain * u
+        return sum(self.read_u16(u) for _ in range(ADC_OVER)) - 32768 * ADC_OVER
 
 
 __all__ = [
-    "AS5311_COUNTS_PER_M",
+    "HALL_COUNTS_PER_M",
     "HARSH",
     "HX711_MAX",
     "HX711_MIN",

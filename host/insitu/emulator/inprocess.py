@@ -31,30 +31,32 @@ from insitu_node.node import Node, emulated
 def firmware_profile(profile: str | Profile, pins: bool = False) -> Profile:
     """A profile whose bus speaks the firmware's units (docs/firmware.md, emu bus table).
 
-    Force commands are integers (a driver's duty): 1 uN per count on real-looking profiles,
-    2^40 per newton on the ideal one so its forces stay exact to ~1e-12 N; clamp targets are
-    displacement-sensor counts. ``pins``: the board's pin-level silicon (silicon.py) drives the
-    world, so forces are the kit's H-bridge duty (``BENCH.force_cmd_per_n`` per newton) and
-    displacement is the kit's DRV5055 read by ADCBridge (``BENCH.disp_adc_m_per_count``).
+    Profiles with integer counts (realistic, harsh, miscalibrated) speak the kit's parts on
+    either path: a force command is the H-bridge's signed duty (``BENCH.force_cmd_per_n`` per
+    newton) and a displacement count is ADCBridge's sum over the DRV5055's ADC
+    (``BENCH.disp_adc_m_per_count``), so a board on the bus (hal/emu.py) and one on its pins
+    (``pins``: hal/board.py and the real drivers on silicon.py) read and command the same
+    numbers. The ideal profile keeps float counts (2^40 force counts per newton, forces exact
+    to ~1e-12 N), which pins cannot carry. Clamp targets are displacement-sensor counts.
     """
     prof = get_profile(profile)
-    if pins:
-        if not (prof.strain.quantise and prof.disp.quantise):
-            raise ValueError(
-                f"profile {prof.name!r} has unquantised (float) sensors: pins carry bits, so "
-                "pin-level boards need a profile with integer counts (realistic, harsh)"
-            )
-        return prof.with_(
-            nominal=replace(
-                prof.nominal,
-                force_cmd_per_n=BENCH.force_cmd_per_n,
-                disp_counts_per_m=1.0 / BENCH.disp_adc_m_per_count,
-                clamp_in_counts=True,
-            )
+    quantised = prof.strain.quantise and prof.disp.quantise
+    if pins and not quantised:
+        raise ValueError(
+            f"profile {prof.name!r} has unquantised (float) sensors: pins carry bits, so "
+            "pin-level boards need a profile with integer counts (realistic, harsh)"
         )
-    per_n = float(2**40) if not prof.strain.quantise else 1e6
+    if not quantised:
+        return prof.with_(
+            nominal=replace(prof.nominal, force_cmd_per_n=float(2**40), clamp_in_counts=True)
+        )
     return prof.with_(
-        nominal=replace(prof.nominal, force_cmd_per_n=per_n, clamp_in_counts=True)
+        nominal=replace(
+            prof.nominal,
+            force_cmd_per_n=BENCH.force_cmd_per_n,
+            disp_counts_per_m=1.0 / BENCH.disp_adc_m_per_count,
+            clamp_in_counts=True,
+        )
     )
 
 
@@ -159,7 +161,7 @@ class InProcessLab:
                 cfg = apply_pins(cfg, self.pinmap)
                 self.silicon[bd.id] = silicon.Silicon(
                     self.world.bus(bd.id), board_wiring(self.pinmap, cfg),
-                    now_us=lambda: int(self.clock.now_ms() * 1000), seed=seed * 7919 + bd.id,
+                    now_us=lambda: int(self.clock.now_ms() * 1000),
                 )
             self.configs[bd.id] = cfg
             boots = 1

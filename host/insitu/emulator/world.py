@@ -467,6 +467,15 @@ class World:
             u = seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof]
             return self.disp_parts[dof].read(float(u))
 
+    def read_disp_u16(self, dof: int) -> int:
+        """One ADC conversion of a DOF's displacement sensor (a pin-level board's ADC pin)."""
+        with self._lock:
+            now = self.clock.now()
+            self._sync(now)
+            seg, d = self._segment_at(now)
+            u = seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof]
+            return self.disp_parts[dof].read_u16(float(u))
+
     def true_disp(self, dof: int) -> float:
         """The true displacement of a DOF now (m): what a pin-level sensor model converts."""
         with self._lock:
@@ -612,9 +621,12 @@ class Bus:
     """One board's view of the world: ``read(device, channel)`` / ``write(device, channel, v)``.
 
     Devices (docs/emulator.md): read "strain" (slot) -> HX711 count, "ready" (slot) -> 1 when
-    a new conversion is available, "disp" (axis) -> encoder count; write "stiffness" (slot,
-    pulse us), "force" (axis, newtons), "clamp" (axis, metres), "release" (axis, ignored),
-    "coil" (slot, the virtual spring's command; coil builds, ``World.use_coils``).
+    a new conversion is available, "disp" (axis) -> the displacement sensor's count
+    (ADCBridge's sum of 16 conversions), "adc" (axis) -> one conversion as ADC.read_u16 returns
+    it, "u" (axis) -> true displacement (m); write "stiffness" (slot, pulse us), "force" (axis,
+    the profile's force commands), "clamp" (axis, a target), "release" (axis, ignored),
+    "lock" (axis, a brake: 1 holds where it is), "coil" (slot, the virtual spring's command;
+    coil builds, ``World.use_coils``).
     Axes are spatial: 0 = x, 1 = y, 2 = z of this board's node. Slots index Board.bonds.
     """
 
@@ -627,7 +639,8 @@ class Bus:
             "strain": lambda ch: world.read_strain(self._bond(ch)),
             "ready": lambda ch: world.strain_ready(self._bond(ch)),
             "disp": lambda ch: world.read_disp(self._dof(ch, "displacement")),
-            # analog truth for pin-level sensor models (emulator/mp/silicon.py)
+            # one conversion of the sensor's ADC, for pin-level boards (emulator/mp/silicon.py)
+            "adc": lambda ch: world.read_disp_u16(self._dof(ch, "displacement")),
             "u": lambda ch: world.true_disp(self._dof(ch, "displacement")),
         }
         self._writes: dict[str, Callable[[int, float], None]] = {

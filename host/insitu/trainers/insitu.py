@@ -51,7 +51,7 @@ class Phases:
     n: int = 1  # conversions averaged per phase
     adjoint_peak: float = ADJOINT_PEAK_N  # largest adjoint force, newtons
     # readings smaller than this (m) are taken as this, sign kept: a sensor reading 0 says
-    # |u| < half a step, not u = 0, and a loss of ln|u| must not see 1/0 (AS5311: 0.49 µm)
+    # |u| < its resolution, not u = 0, and a loss of ln|u| must not see 1/0 (kit Hall: ~1 µm)
     u_floor: float = 0.0
     # re-zero the strain channels every this many epochs (0: only at the start): HX711
     # bridges drift (~2 counts/s realistic), and 100 epochs is ~30 h of bench time

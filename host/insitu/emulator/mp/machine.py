@@ -14,7 +14,6 @@ import silicon
 
 _sil = silicon.Silicon(
     emubus, json.loads(os.getenv("INSITU_WIRING") or "[]"), now_us=time.ticks_us,
-    seed=int(os.getenv("INSITU_SEED") or 0),
     # wall-clock SCK-high time that powers an HX711 down: 60 us is the chip's; an OS time
     # slice (~4-20 ms on a loaded host) can stretch any pulse, so a process board uses 50 ms
     pd_us=int(os.getenv("INSITU_HX711_PD_US") or 50000),

@@ -11,13 +11,14 @@
 #   servo     PWM pulse width (duty_ns at 50 Hz) -> "stiffness" (pulse us), on each new width
 #   H-bridge  direction pin + PWM duty_u16 -> "force" / "coil" (signed duty), on each change
 #   brake     clamp lock pin -> "lock" (1 holds the axis where it is, 0 releases)
-#   DRV5055   linear Hall sensor on an ADC input: true displacement "u" (m) -> volts -> 12-bit
-#             ADC code, read_u16 scaled like the RP2040 port (code << 4 | code >> 8)
+#   DRV5055   linear Hall sensor on an ADC input: each read_u16 is one conversion of the
+#             world's sensor part ("adc"), scaled like the RP2040 port (code << 4 | code >> 8);
+#             the part (emulator/hardware.DispSensor) owns the sensor's physics and noise, so
+#             the bus path (its "disp", the sum ADCBridge makes) reads the same bits
 #
 # `log` records, per pin, which chip saw the firmware drive it and how (HX711 frames clocked,
 # servo pulses, duty writes, ADC reads), so a test can check that the board's drivers, not a
 # shortcut, talk to the pins its pin map wires.
-import math
 
 # --------------------------------------------------------------------------- part figures
 
@@ -27,33 +28,6 @@ import math
 HX711_PULSES_GAIN = {25: 128, 26: 32, 27: 64}
 HX711_PD_US = 60
 HX711_T3_MAX_US = 50
-# TI DRV5055A1 (DRV5055 datasheet, sensitivity table): 60 mV/mT at VCC = 3.3 V, output
-# quiescent at VCC / 2. The kit's magnet gives an assumed 10 mT/mm gradient along the axis
-# (hardware/docs/node.md), so 0.6 V/mm; linear range +/-21 mT -> +/-2.1 mm.
-DRV5055_V_PER_T = 60.0  # 60 mV/mT
-MAGNET_T_PER_M = 10.0  # 10 mT/mm (assumption, set by the magnet and its distance)
-VCC = 3.3
-# RP2040 datasheet 4.9.3: 12-bit SAR ADC, ENOB 8.7 -> noise of ~3.3 V / 2^8.7 / sqrt(12)
-# = 2.3 mV rms per conversion (~3.8 um of displacement; ADCBridge averages 16 -> ~1 um).
-ADC_BITS = 12
-ADC_NOISE_V = VCC / (2**8.7) / math.sqrt(12)
-
-
-class Rng:
-    # xorshift32 + Box-Muller: deterministic, small, the same on MicroPython and CPython
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
-
-    def u01(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return (s + 0.5) / 4294967296.0
-
-    def normal(self):
-        return math.sqrt(-2.0 * math.log(self.u01())) * math.cos(2.0 * math.pi * self.u01())
 
 
 # --------------------------------------------------------------------------- chips
@@ -227,13 +201,12 @@ class LockChip:
 
 
 class HallChip:
-    """DRV5055 on an ADC input: the node's true displacement (bus "u", metres) -> ADC code."""
+    """DRV5055 on an ADC input: each conversion is the world's sensor part's (bus "adc")."""
 
-    def __init__(self, sil, ch, pin, seed):
+    def __init__(self, sil, ch, pin):
         self.sil = sil
         self.ch = ch
         self.pin = pin
-        self.rng = Rng(seed)
         sil.attach(pin, self, "drv5055.adc")
 
     def read_pin(self, pin):
@@ -243,14 +216,8 @@ class HallChip:
         pass
 
     def read_u16(self):
-        u = self.sil.bus.read("u", self.ch)
-        volts = VCC / 2 + DRV5055_V_PER_T * MAGNET_T_PER_M * u
-        volts += ADC_NOISE_V * self.rng.normal()
-        top = (1 << ADC_BITS) - 1
-        code = int(volts * top / VCC + 0.5)
-        code = 0 if code < 0 else (top if code > top else code)
         self.sil.log_event(self.pin, "drv5055.read")
-        return (code << 4) | (code >> 8)
+        return self.sil.bus.read("adc", self.ch)
 
 
 # --------------------------------------------------------------------------- the board
@@ -263,7 +230,7 @@ class Silicon:
     "ch": axis|slot, "pwm": n, "dir": n}, {"chip": "brake", "ch": axis, "lock": n},
     {"chip": "drv5055", "ch": axis, "adc": n}. `now_us()`: the board's clock in microseconds."""
 
-    def __init__(self, bus, wiring, now_us=None, seed=0, pd_us=HX711_PD_US):
+    def __init__(self, bus, wiring, now_us=None, pd_us=HX711_PD_US):
         self.bus = bus
         # SCK-high time that powers an HX711 down: the datasheet's 60 us on a virtual clock;
         # a MicroPython process passes more (machine.py), since the OS can deschedule it for
@@ -285,7 +252,7 @@ class Silicon:
             elif c == "brake":
                 LockChip(self, w["ch"], w["lock"])
             elif c == "drv5055":
-                HallChip(self, w["ch"], w["adc"], seed * 31 + w["ch"] + 1)
+                HallChip(self, w["ch"], w["adc"])
             else:
                 raise ValueError("unknown chip " + repr(c))
 
