@@ -459,22 +459,21 @@ class World:
         with self._lock:
             return int(self.strain[bond].ready(self.clock.now()))
 
+    def _disp_now(self, dof: int) -> float:
+        """A DOF's displacement now, as its sensor sees it (call with the lock held)."""
+        now = self.clock.now()
+        self._sync(now)
+        seg, d = self._segment_at(now)
+        return float(seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof])
+
     def read_disp(self, dof: int) -> float | int:
         with self._lock:
-            now = self.clock.now()
-            self._sync(now)
-            seg, d = self._segment_at(now)
-            u = seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof]
-            return self.disp_parts[dof].read(float(u))
+            return self.disp_parts[dof].read(self._disp_now(dof))
 
     def read_disp_u16(self, dof: int) -> int:
         """One ADC conversion of a DOF's displacement sensor (a pin-level board's ADC pin)."""
         with self._lock:
-            now = self.clock.now()
-            self._sync(now)
-            seg, d = self._segment_at(now)
-            u = seg.u_eq[dof] + (seg.u_start[dof] - seg.u_eq[dof]) * d if d else seg.u_eq[dof]
-            return self.disp_parts[dof].read_u16(float(u))
+            return self.disp_parts[dof].read_u16(self._disp_now(dof))
 
     def true_disp(self, dof: int) -> float:
         """The true displacement of a DOF now (m): what a pin-level sensor model converts."""
