@@ -226,7 +226,9 @@ REALISTIC = Profile(
     ),
     element=ElementSpec(
         deadband_us=2.0,  # digital hobby servos: 1-4 us dead band (manufacturer specs)
-        travel_s=0.15,  # 0.1 s / 60 deg (SG90-class spec), 1000-2000 us ~ 90 deg of travel
+        # TowerPro SG90 spec sheet (as republished, e.g. smarthon-docs "Servo SG90"): 0.1 s /
+        # 60 deg at 4.8 V, 500-2400 us for 0-180 deg; so 1000-2000 us ~ 90 deg ~ 0.15 s
+        travel_s=0.15,
         frame_s=0.02,  # 50 Hz servo PWM frame
         gain_error=0.03,  # assumption: element map calibrated to ~3 % (printed parts)
         offset_error=0.01,  # assumption: 1 % of the range
@@ -263,7 +265,7 @@ HARSH = Profile(
         saturate=True,
     ),
     element=ElementSpec(
-        deadband_us=5.0,  # SG90 class: 5-10 us dead band (reseller datasheets)
+        deadband_us=5.0,  # SG90: dead band ~5 us (reseller data manuals, e.g. kpower's SG90)
         travel_s=0.3,  # loaded servo at half its no-load speed (assumption)
         frame_s=0.02,
         gain_error=0.08,  # assumption: uncalibrated element map
