@@ -119,7 +119,7 @@ def test_emulate_serves_boards_on_serial_ports(repo_root):
     )
     try:
         header = proc.stdout.readline()
-        assert "14 in-process (real time) boards" in header
+        assert "14 in-process (real time) boards" in header and "(--family emu)" in header
         ports = {}
         for _ in range(14):
             port, board, node = proc.stdout.readline().rstrip("\n").split("\t")

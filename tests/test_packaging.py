@@ -215,14 +215,13 @@ def test_insitu_runs_from_the_wheel_outside_the_checkout(
         assert rep.identities and rep.identities[0].firmware == VERSION, rep
         r = _timed(
             "flash --check one board",
-            [insitu, "flash", "li-mao-2024", "--node", "3", "--family", "emu", "--profile",
-             "realistic", "--port", port, "--check"],
+            # the realistic boards are the kit's pico boards, as the file names them
+            [insitu, "flash", "li-mao-2024", "--node", "3", "--port", port, "--check"],
             120, env=env, cwd=cwd,
         )  # fmt: skip
         assert "identical: " in r.stdout
         # a bundled network inside the wheel is not to be edited in place: copy it first
-        r = subprocess.run([insitu, "flash", "li-mao-2024", "--all", "--family", "emu",
-                            "--port", port], capture_output=True, text=True, timeout=60,
+        r = subprocess.run([insitu, "flash", "li-mao-2024", "--all", "--port", port], capture_output=True, text=True, timeout=60,
                            env=env, cwd=cwd)  # fmt: skip
         assert r.returncode == 2 and "record unique_id in a copy of " in r.stderr, r.stderr
     finally:

@@ -355,3 +355,63 @@ def test_bus_path_reads_what_the_pin_path_reads_bit_for_bit(li_mao_path, profile
     assert np.array_equal(bus[1], pin[1]) and np.array_equal(bus[3], pin[3])  # strain
     assert np.array_equal(bus[4], pin[4])  # realised k
     assert np.abs(bus[1]).max() > 1e-6 and max(abs(v) for v in bus[0].values()) > 1e-6
+
+
+class _Recording:
+    """A world bus that records which devices a board's process asked for."""
+
+    def __init__(self, bus) -> None:
+        self.bus, self.devices = bus, set()
+
+    def read(self, device, ch):
+        self.devices.add(device)
+        return self.bus.read(device, ch)
+
+    def write(self, device, ch, v):
+        self.devices.add(device)
+        return self.bus.write(device, ch, v)
+
+
+def test_micropython_boards_are_the_kits_boards_by_default(li_mao_path):
+    """A MicroPython-process board of a realistic lab is, unless told otherwise, the board its
+    network file names, flashed as `insitu flash` flashes it: an rp2 config with the pico pin
+    map, and hal/board.py's drivers on the pins (the world sees HX711 conversions, ADC
+    conversions and servo pulses, never the emulated HAL's summed displacement read)."""
+    import time
+
+    from insitu.deploy.flash import deploy_configs
+    from insitu.emulator.mplab import MicroPythonLab
+    from insitu.links import SerialLink
+    from insitu_node.protocol import codec
+
+    net = load_network(li_mao_path)
+    lab = MicroPythonLab(net, "realistic", boards=[13])
+    assert lab.family is None and lab.configs[13] == deploy_configs(net, profile="realistic")[13]
+    assert lab.configs[13]["family"] == "rp2"
+    rec = _Recording(lab.boards[13].bus)
+    lab.boards[13].bus = rec
+
+    def ask(link, seq, op, args):
+        link.send(codec.encode(seq, "13", op, args))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            f = codec.parse(link.receive(1.0) or "")
+            if f is not None and f.seq == seq:
+                return f
+        raise AssertionError(f"no reply to {op}")
+
+    with lab:
+        link = SerialLink(lab.ports()[13])
+        try:
+            ident = ask(link, 1, "identify", {})
+            assert ident.args["family"] == "rp2"
+            nb = len(lab.configs[13]["bonds"])
+            assert ask(link, 2, "set", {"k": [130.0] * nb}).op == "ok"
+            m = ask(link, 3, "measure", {"phase": "free", "settle_ms": 50, "n": 2, "v": True})
+            assert len(m.args["e"]) == nb and len(m.args["u"]) == 2
+        finally:
+            link.close()
+    assert {"strain", "ready", "adc", "stiffness"} <= rec.devices
+    assert "disp" not in rec.devices
+    ideal = MicroPythonLab(net, "ideal", boards=[13])  # float counts: the emulated HAL
+    assert ideal.family == "emu" and ideal.configs[13]["family"] == "emu"

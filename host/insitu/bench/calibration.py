@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     iris = None
     for profile in profiles:
         with MicroPythonLab(net, profile, seed=args.seed) as lab:
-            rig = port_rig(net, list(lab.ports().values()), "emu", profile=profile, timeout=5.0)
+            # realistic boards are the kit's boards of the file's family, as flashed
+            rig = port_rig(net, list(lab.ports().values()), lab.family, profile=profile,
+                           timeout=5.0)  # fmt: skip
             try:
                 before = _check(rig, lab.world, load, f_adj, settle_ms, n)
                 faults_before = rig.fault_report()  # latched by the uncalibrated check

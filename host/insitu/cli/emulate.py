@@ -104,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
         server = PtyServer(lab).start()
         ports = server.ports
     kind = "micropython" if args.micropython else f"in-process ({args.clock} time)"
-    print(f"# {net.name}: {len(ports)} {kind} boards, profile {args.profile}; Ctrl-C stops; "
-          "type 'hang NODE GRAMS' or 'remove NODE' to load the bench")  # fmt: skip
+    # what `--port` commands must be told about these boards
+    deployed = args.micropython and lab.family is None
+    family = "as the file's families, no --family" if deployed else "--family emu"
+    print(f"# {net.name}: {len(ports)} {kind} boards, profile {args.profile} ({family}); "
+          "Ctrl-C stops; type 'hang NODE GRAMS' or 'remove NODE' to load the bench")  # fmt: skip
     for bid, port in ports.items():
         bd = next(b for b in net.boards if b.id == bid)
         print(f"{port}\tboard {bid}\tnode {bd.node}", flush=True)

@@ -141,22 +141,17 @@ def run_gradcheck(
     pins: str | None = None,
 ) -> GradCheck:
     """Start emulated boards, measure the gradient in situ, compare with the exact one.
-    ``pins``: in-process boards on pin-level silicon wired by that pin map (InProcessLab)."""
+    ``pins``: boards on pin-level silicon wired by that pin map; MicroPython boards are by
+    default the kit's boards of their family (MicroPythonLab's "auto")."""
     if not np.any(f_adj):
         raise ValueError("the adjoint force is zero everywhere: nothing to check")
     if micropython:
         from insitu.emulator.mplab import MicroPythonLab
         from insitu.links import SerialLink
-        from insitu.rig.session import expected_configs
 
-        with MicroPythonLab(net, profile, seed, pins=pins) as lab:
+        with MicroPythonLab(net, profile, seed, pins=pins or "auto") as lab:
             links = [SerialLink(port) for port in lab.ports().values()]
-            configs = expected_configs(net, lab.calibration)
-            if lab.pinmap is not None:
-                from insitu.hardware.pinmap import apply_pins
-
-                configs = {b: apply_pins(c, lab.pinmap) for b, c in configs.items()}
-            rig = Rig(net, links, configs=configs, timeout=3.0)
+            rig = Rig(net, links, configs=lab.configs, timeout=3.0)
             try:
                 rig.connect()
                 return _check(rig, lab.world, net, load, f_adj, n)

@@ -1,9 +1,16 @@
 """A virtual lab of real MicroPython boards: one ``micropython`` process per board.
 
 Each board's flash holds what ``insitu flash`` would put there — ``main.py``, the
-``insitu_node`` package and the board's ``config.json`` — and its emulated HAL reaches the
-world through ``emubus``. The world runs on the real clock (the interpreters do). The ports
-are pseudo-terminals: pyserial, the host session and mpremote attach to them as to USB boards.
+``insitu_node`` package and the board's ``config.json``. On profiles with integer counts
+(realistic, harsh, miscalibrated) a board is, by default, the board its network file names:
+its config is exactly what ``insitu flash`` deploys to that family (``deploy_configs``: the
+kit's nominal calibration, the family's pin map), and its firmware builds its HAL as on the
+bench — ``hal/board.py``, the family's pin factories and the real drivers — on the emulated
+``machine``'s pin-level silicon, which exchanges the parts' quantities with the world over
+``emubus``. The ideal profile's float counts cannot cross pins: those boards run the emulated
+HAL (``hal/emu.py``) on ``emubus`` directly. The world runs on the real clock (the interpreters
+do). The ports are pseudo-terminals: pyserial, the host session and mpremote attach to them
+as to USB boards.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
+from insitu.deploy.flash import FIRMWARE_DIR, deploy_configs, firmware_files
 from insitu.deploy.nodeconfig import config_text, node_config
 from insitu.emulator.clock import RealClock
+from insitu.emulator.hardware import get_profile
 from insitu.emulator.inprocess import (
     board_wiring,
     firmware_profile,
@@ -25,7 +33,7 @@ from insitu.emulator.inprocess import (
 )
 from insitu.emulator.mpboard import MicroPythonBoard
 from insitu.emulator.world import World
-from insitu.hardware.pinmap import apply_pins
+from insitu.hardware.pinmap import apply_pins, default_pinmap_path, load_pinmap
 from insitu.network.schema import Network
 
 
@@ -50,20 +58,27 @@ class MicroPythonLab:
         workdir: str | Path | None = None,
         boards: list[int] | None = None,
         install: bool = True,
-        timeout_ms: int = 0,
+        timeout_ms: int | None = None,
         wdt: dict | None = None,
-        pins: str | None = None,
+        pins: str | None = "auto",
     ) -> None:
-        """``timeout_ms``: host-silence timeout of every node (0: never go safe);
-        ``wdt``: the configs' ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``);
-        ``pins``: a pin map (see InProcessLab): each board's config is wired by it, its
-        firmware builds its HAL with hal/board.py and the family's pin factories on the
-        emulated machine's pin-level silicon (INSITU_WIRING)."""
+        """``timeout_ms``: host-silence timeout of every node (0: never go safe; None: the
+        config's own, 5 s as flashed on pins, 0 on the emulated HAL); ``wdt``: the configs'
+        ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``); ``pins``: "auto" (the
+        default) wires each board as its family's kit board when the profile has integer
+        counts (module doc), and gives ideal boards the emulated HAL; a pin map (see
+        InProcessLab) wires every board by that map; None: the emulated HAL on any profile."""
         self.network = network
         self.clock = RealClock()
-        self.pinmap = load_lab_pinmap(pins)
+        prof = get_profile(profile)
+        quantised = prof.strain.quantise and prof.disp.quantise
+        deployed = pins == "auto" and quantised  # the configs `insitu flash` writes
+        self.pinmap = None if pins == "auto" else load_lab_pinmap(pins)
+        self.deployed = deployed  # configs as `insitu flash` writes them for the file's family
         self.world = World(
-            network, firmware_profile(profile, pins=self.pinmap is not None), seed=seed,
+            network,
+            firmware_profile(profile, pins=deployed or self.pinmap is not None),
+            seed=seed,
             clock=self.clock,
         )
         self.calibration = world_calibration(self.world)
@@ -73,17 +88,24 @@ class MicroPythonLab:
         ids = [bd.id for bd in network.boards] if boards is None else boards
         self.configs: dict[int, dict] = {}
         self.boards: dict[int, MicroPythonBoard] = {}
+        flashed = deploy_configs(network, profile=profile) if deployed else {}
         for bd in network.boards:
             if bd.id not in ids:
                 continue
-            cfg = node_config(network, bd, self.calibration, timeout_ms=timeout_ms)
+            env = {}
+            if deployed:
+                cfg = flashed[bd.id]
+                pm = load_pinmap(default_pinmap_path(bd.family))
+                env["INSITU_WIRING"] = json.dumps(board_wiring(pm, cfg))
+            else:
+                cfg = node_config(network, bd, self.calibration, timeout_ms=0)
+                if self.pinmap is not None:
+                    cfg = apply_pins(cfg, self.pinmap)
+                    env["INSITU_WIRING"] = json.dumps(board_wiring(self.pinmap, cfg))
+            if timeout_ms is not None:
+                cfg["timeout_ms"] = timeout_ms
             if wdt is not None:
                 cfg["wdt"] = dict(wdt)
-            env = {}
-            if self.pinmap is not None:
-                cfg = apply_pins(cfg, self.pinmap)
-                env["INSITU_WIRING"] = json.dumps(board_wiring(self.pinmap, cfg))
-                env["INSITU_SEED"] = str(seed * 7919 + bd.id)
             self.configs[bd.id] = cfg
             flash = self.workdir / f"board-{bd.id}"
             flash.mkdir(parents=True, exist_ok=True)
@@ -97,6 +119,12 @@ class MicroPythonLab:
                 env=env,
                 name=f"{network.name}/board-{bd.id}",
             )
+
+    @property
+    def family(self) -> str | None:
+        """What to tell ``port_rig`` (``insitu ... --port --family``) about these boards:
+        None, the network file's families (boards as flashed); "emu" for emulated-HAL boards."""
+        return None if self.deployed else "emu"
 
     def start(self, wait: float = 30.0) -> MicroPythonLab:
         """Power the boards on and wait until each firmware has announced its boot."""

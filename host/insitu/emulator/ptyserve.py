@@ -22,7 +22,7 @@ import tty
 from insitu.emulator.clock import VirtualClock
 from insitu.emulator.inprocess import InProcessLab
 
-QUIET_S = 0.005  # virtual time: host silence (wall s) that ends a burst of phase lines
+QUIET_S = 0.001  # virtual time: host silence (wall s) that ends a burst of phase lines
 
 
 class PtyServer:
@@ -115,8 +115,9 @@ class PtyServer:
                 self._serve_lines(sel, 0.05)
                 continue
             # The host writes a phase to its boards one port after another: let it finish
-            # (QUIET_S without a new line) before time moves, or the first board would
-            # settle and measure before the last one heard of the phase.
+            # (QUIET_S without a new line) before time moves, so the boards start a phase
+            # together. A board that hears it late only settles longer (the world's loads
+            # are already in place), so a short window is safe: it costs rig time, not truth.
             self._serve_lines(sel, 0.0)
             while (wait := self._last_line + QUIET_S - time.monotonic()) > 0:
                 self._serve_lines(sel, wait)
