@@ -222,7 +222,8 @@ def test_insitu_runs_from_the_wheel_outside_the_checkout(
         assert "identical: " in r.stdout
         # a bundled network inside the wheel is not to be edited in place: copy it first
         r = subprocess.run([insitu, "flash", "li-mao-2024", "--all", "--port", port],
-                           capture_output=True, text=True, timeout=60, env=env, cwd=cwd)  # fmt: skip
+                           capture_output=True, text=True, timeout=60, env=env,
+                           cwd=cwd)  # fmt: skip
         assert r.returncode == 2 and "record unique_id in a copy of " in r.stderr, r.stderr
     finally:
         proc.send_signal(signal.SIGINT)
