@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insitu.calibrate import EmulatedWeights, calibrate
+from insitu.calibrate import calibrate
 from insitu.emulator.gradcheck import insitu_gradient
 from insitu.emulator.hardware import REALISTIC
+from insitu.emulator.weights import EmulatedWeights
 from insitu.network.schema import Port, load_network
 from insitu.physics.linear import Equilibrium, compatibility
 from insitu.rig.lab import emulated_rig

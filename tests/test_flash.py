@@ -29,7 +29,7 @@ import pytest
 
 from insitu.cli.main import main
 from insitu.deploy.discovery import identify_port
-from insitu.deploy.flash import FIRMWARE_DIR, deploy_configs, firmware_files
+from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
 from insitu.deploy.nodeconfig import config_text, expected_hash
 from insitu.emulator.gradcheck import exact_batch_gradient
 from insitu.emulator.mpboard import find_executable
@@ -37,7 +37,8 @@ from insitu.emulator.mplab import MicroPythonLab
 from insitu.links import SerialLink
 from insitu.network.schema import Network, load_network
 from insitu.resources import networks_dir
-from insitu.rig.session import Rig, RigError, expected_configs
+from insitu.rig.lab import board_configs, expected_configs
+from insitu.rig.session import Rig, RigError
 from insitu.trainers.insitu import Phases, accumulate_batch
 from insitu_node import VERSION
 from insitu_node.protocol import codec
@@ -266,7 +267,7 @@ def test_flash_all_reflash_skips_then_a_rig_trains_through_the_same_ptys(net, fl
 
     # the configs flash generates are the ones the session expects for these boards
     configs = expected_configs(net, lab.calibration)
-    assert deploy_configs(net, family="emu", profile="ideal") == configs
+    assert board_configs(net, family="emu", profile="ideal") == configs
 
     links = [SerialLink(p) for p in lab.ports().values()]
     rig = Rig(net, links, configs=configs, timeout=3.0)
@@ -382,7 +383,7 @@ def test_network_file_that_does_not_match_the_boards(unwritten, capsys, tmp_path
                             "--port", port, "--check")  # fmt: skip
         assert rc == 1, err
         line = _check_lines(out)[bid]
-        want = expected_hash(deploy_configs(other, family="emu")[bid])
+        want = expected_hash(board_configs(other, family="emu")[bid])
         have = expected_hash(lab.configs[bid])
         assert f"differs: 1 file(s) differ: config.json; config {have} on the board, " in line
         assert f"{want} would be flashed" in line and "owns bonds" in line

@@ -10,7 +10,7 @@ import pytest
 from insitu.emulator.gradcheck import exact_batch_gradient
 from insitu.network.generate import to_toml, triangular
 from insitu.network.schema import Network, load_network, parse_network
-from insitu.rig import emulated_rig
+from insitu.rig import emulated_rig, open_rig
 from insitu.trainers.insitu import Phases, accumulate_batch
 
 LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
@@ -92,7 +92,8 @@ def test_insitu_training_follows_insilico_on_ideal_boards(net):
     task = make_task("iris", net, 0)
     cfg = TrainConfig(epochs=2, seed=0, lr=float(task.defaults.get("lr", 1.0)))
     a = insilico.train(net, task, cfg)
-    b = insitu.train(net, task, cfg, profile="ideal", eval_every=2)
+    _, rig = open_rig(net, profile="ideal", seed=cfg.seed)
+    b = insitu.train(net, task, cfg, rig=rig, profile="ideal", eval_every=2)
     step = float(np.max(net.k_max - net.k_min)) / 1000.0
     assert np.max(np.abs(a.k_final - b.k_final)) < 4 * step
     assert abs(a.final.test_accuracy - b.final.test_accuracy) <= 1.0 / task.test.size + 1e-12

@@ -11,7 +11,7 @@ import pytest
 from insitu.network.generate import to_toml, triangular
 from insitu.network.schema import Network, load_network, parse_network
 from insitu.physics.linear import compatibility
-from insitu.rig import emulated_rig
+from insitu.rig import Rig, emulated_rig, open_rig
 from insitu.tasks import MSE, Task, make_task
 from insitu.trainers import METHODS, coupled, fd, method_module, pat, spsa
 from insitu.trainers.common import TrainConfig
@@ -129,7 +129,7 @@ def test_fd_gradient_equals_the_exact_gradient(net):
 def test_spsa_descends_with_the_predicted_loadings(net):
     task = make_task("behaviour", net, 0)
     cfg = TrainConfig(epochs=60, batch=1, lr=1.0, seed=1)
-    r = spsa.train(net, task, cfg, profile="ideal", eval_every=60)
+    r = spsa.train(net, task, cfg, rig=_rig(net, cfg), profile="ideal", eval_every=60)
     assert r.final.train_loss < 0.5 * r.history[0].train_loss
     assert r.step_loadings == [spsa.loadings_per_update(1)] * 60
     # tare + 2 scores of (1 train + 1 test) samples + learning
@@ -140,9 +140,16 @@ def test_spsa_descends_with_the_predicted_loadings(net):
 def test_method_reduces_the_loss(net, method):
     task = make_task("behaviour", net, 0)
     cfg = TrainConfig(epochs=30, batch=1, lr=1.0)
-    r = method_module(method).train(net, task, cfg, profile="ideal", eval_every=30)
+    r = method_module(method).train(
+        net, task, cfg, rig=_rig(net, cfg), profile="ideal", eval_every=30
+    )
     assert r.final.train_loss < 0.1 * r.history[0].train_loss
     assert method in METHODS
+
+
+def _rig(net: Network, cfg: TrainConfig) -> Rig:
+    """Ideal in-process boards seeded as the run (trainers take a rig; they never open one)."""
+    return open_rig(net, profile="ideal", seed=cfg.seed)[1]
 
 
 def _lattice() -> Network:
@@ -200,7 +207,9 @@ def test_one_step_of_each_method_costs_what_it_predicts(net):
         "pat": pat.loadings_per_update(B),
     }
     for m, per in want.items():
-        r = method_module(m).train(net, task, cfg, profile="ideal")
+        r = method_module(m).train(net, task, cfg, rig=_rig(net, cfg), profile="ideal")
         assert r.step_loadings == [per, per], m
-    r = coupled.train(net, task, cfg, profile="ideal", nudge="matched", symmetric=True)
+    r = coupled.train(
+        net, task, cfg, rig=_rig(net, cfg), profile="ideal", nudge="matched", symmetric=True
+    )
     assert r.step_loadings == [coupled.loadings_per_update(B, n_out, "matched", True)] * 2

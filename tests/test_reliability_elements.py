@@ -18,8 +18,9 @@ from insitu.cli.main import main
 from insitu.emulator import faults
 from insitu.emulator.inprocess import InProcessLab
 from insitu.network.schema import Network, load_network
+from insitu.rig.lab import expected_configs
 from insitu.rig.selftest import check_elements
-from insitu.rig.session import Rig, RigError, expected_configs
+from insitu.rig.session import Rig, RigError
 from insitu.tasks import make_task
 from insitu.trainers import insitu
 from insitu.trainers.common import TrainConfig

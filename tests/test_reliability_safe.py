@@ -14,7 +14,8 @@ from insitu.emulator.inprocess import InProcessLab
 from insitu.emulator.mplab import MicroPythonLab
 from insitu.links import open_link
 from insitu.network.schema import Port, load_network
-from insitu.rig.session import Rig, expected_configs
+from insitu.rig.lab import expected_configs
+from insitu.rig.session import Rig
 
 LI_MAO = Path(__file__).resolve().parents[1] / "hardware" / "networks" / "li-mao-2024.toml"
 TIMEOUT_MS = 500

@@ -17,7 +17,8 @@ from insitu.emulator import faults
 from insitu.emulator.faults import FaultyLink
 from insitu.emulator.inprocess import InProcessLab
 from insitu.network.schema import Network, load_network
-from insitu.rig.session import Rig, RigError, expected_configs
+from insitu.rig.lab import expected_configs, open_rig
+from insitu.rig.session import Rig, RigError
 from insitu.tasks import make_task
 from insitu.tasks.base import Task
 from insitu.trainers import insitu
@@ -39,7 +40,8 @@ def task(net: Network) -> Task:
 
 @pytest.fixture(scope="module")
 def clean(net: Network, task: Task) -> insitu.InSituResult:
-    return insitu.train(net, task, TrainConfig(epochs=2, seed=0, lr=3.0), eval_every=2)
+    _, rig = open_rig(net, profile="ideal", seed=0)
+    return insitu.train(net, task, TrainConfig(epochs=2, seed=0, lr=3.0), rig=rig, eval_every=2)
 
 
 def _rig(net: Network, wrap=None, retries: int = 3) -> tuple[InProcessLab, Rig, object]:

@@ -150,3 +150,42 @@ def test_non_frames_from_codec_are_skipped():
         codec.decode("MicroPython v1.29 on 2025-01-01")
     with pytest.raises(codec.FrameError):
         codec.decode("@1 5 3 ok {} *deadbeef")
+
+
+def test_requests_are_built_from_the_firmware_schema(net):
+    """A misspelt op or argument, or a missing required one, fails on the host, naming the op
+    and the argument, before anything is sent (the node would answer err, one round trip and
+    one confused operator later)."""
+    from insitu.rig.session import RequestError
+
+    _, rig = emulated_rig(net, "ideal")
+    sent = rig.counters.sent
+    with pytest.raises(RequestError, match=r"measure: argument 'setle_ms': unknown field"):
+        rig.broadcast("measure", {"phase": "forward", "setle_ms": 5})
+    with pytest.raises(RequestError, match=r"no op 'mesure'"):
+        rig.broadcast("mesure", {"phase": "forward"})
+    with pytest.raises(RequestError, match=r"update: argument 'lr' is required"):
+        rig.request(net.boards[0], "update", {"rule": "adjoint"})
+    assert rig.counters.sent == sent
+    rig.measure("forward", settle_ms=5)  # the session's own requests pass the same check
+    assert rig.counters.sent == sent + 1
+
+
+def test_the_host_waits_past_the_nodes_own_measurement_deadline(net, monkeypatch):
+    """One owner for the node's deadline (protocol.messages): the rig's timeout covers it."""
+    from insitu.rig import session
+    from insitu_node.protocol.messages import measure_deadline_ms
+
+    _, rig = emulated_rig(net, "ideal")
+    seen = []
+
+    def broadcast(op, args=None, timeout=None):
+        seen.append(timeout)
+        raise RigError("stop")
+
+    monkeypatch.setattr(rig, "broadcast", broadcast)
+    with pytest.raises(RigError):
+        rig.measure("forward", settle_ms=300, n=8)
+    assert seen == [rig.timeout + (300 + measure_deadline_ms(8)) / 1000.0]
+    assert measure_deadline_ms(8) == 1000 + 250 * 8  # an HX711 at 10 SPS: 100 ms a sample
+    assert session.measure_deadline_ms is measure_deadline_ms

@@ -379,14 +379,14 @@ def test_micropython_boards_are_the_kits_boards_by_default(li_mao_path):
     conversions and servo pulses, never the emulated HAL's summed displacement read)."""
     import time
 
-    from insitu.deploy.flash import deploy_configs
     from insitu.emulator.mplab import MicroPythonLab
     from insitu.links import SerialLink
+    from insitu.rig.lab import board_configs
     from insitu_node.protocol import codec
 
     net = load_network(li_mao_path)
     lab = MicroPythonLab(net, "realistic", boards=[13])
-    assert lab.family is None and lab.configs[13] == deploy_configs(net, profile="realistic")[13]
+    assert lab.family is None and lab.configs[13] == board_configs(net, profile="realistic")[13]
     assert lab.configs[13]["family"] == "rp2"
     rec = _Recording(lab.boards[13].bus)
     lab.boards[13].bus = rec

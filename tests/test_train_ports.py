@@ -97,7 +97,8 @@ def test_calibrate_on_ports_then_train_and_power_cycle(lab, repo_root):
     """Calibrated through the ports (the emulator hangs the weights), trained through the
     ports, and a board power-cycled afterwards still holds the calibration (last: it changes
     the module's boards)."""
-    from insitu.calibrate import EmulatedWeights, calibrate
+    from insitu.calibrate import calibrate
+    from insitu.emulator.weights import EmulatedWeights
     from insitu.rig.lab import port_rig
 
     net = lab.network

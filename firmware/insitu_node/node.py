@@ -22,6 +22,7 @@ from .learning.bounds import clip
 from .learning.optim import Optimiser
 from .learning.rules import KIND_NAMES, PHASE_KIND, RULE_KIND, Accumulator
 from .protocol import codec
+from .protocol.messages import measure_deadline_ms
 from .protocol.validate import ArgError, validate
 from .sampling import Channels
 
@@ -401,7 +402,7 @@ class Node:
     def _begin(self, f, a):
         timeout = a["timeout_ms"]
         if timeout is None:
-            timeout = 1000 + 250 * a["n"]  # an HX711 at 10 SPS needs 100 ms a sample
+            timeout = measure_deadline_ms(a["n"])
         self._mreq = (f.seq, f.crc, a)
         self._mn = a["n"]
         self._mwait = timeout

@@ -61,32 +61,11 @@ class CalibrationError(RuntimeError):
 
 
 class Weights(Protocol):
-    """A known weight a person (or the emulator) hangs at a node."""
+    """A known weight a person (or the emulator: emulator.weights) hangs at a node."""
 
     def hang(self, port: Port, newtons: float) -> None: ...
 
     def remove(self, port: Port) -> None: ...
-
-
-class EmulatedWeights:
-    """A known weight on an emulated network: an exact force on the world, no actuator."""
-
-    def __init__(self, world: Any) -> None:
-        self.world = world
-
-    def _set(self, port: Port, newtons: float) -> None:
-        from insitu.emulator.world import _Event
-
-        w = self.world
-        dof = w.net.dof(port)
-        with w._lock:
-            w._push(_Event(w.clock.now(), "force", dof, float(newtons)))
-
-    def hang(self, port: Port, newtons: float) -> None:
-        self._set(port, newtons)
-
-    def remove(self, port: Port) -> None:
-        self._set(port, 0.0)
 
 
 class PromptWeights:
@@ -228,13 +207,13 @@ def load_on_boards(rig: Rig, cal: Calibration, only: int | None = None) -> int:
 def model_gradient(net: Network, k: np.ndarray, load: np.ndarray, f_adj: np.ndarray) -> np.ndarray:
     """The twin's e·e_adj per bond: the network file's geometry at stiffness k (the nodes'
     reported realised k), under ``load``, adjoint forces ``f_adj`` (dL/du = -f_adj)."""
-    from insitu.physics.linear import Equilibrium, compatibility
+    from insitu.physics.linear import Equilibrium, compatibility, injected_loss_gradient
 
     eq = Equilibrium(
         compatibility(net.positions, net.bonds), k, net.clamped_dofs(),
         node_ids=net.node_ids, dim=net.dim,
     )  # fmt: skip
-    return eq.gradient(eq.solve(load), -f_adj)[0]
+    return eq.gradient(eq.solve(load), injected_loss_gradient(f_adj))[0]
 
 
 def check_gradient(
@@ -242,8 +221,8 @@ def check_gradient(
 ) -> Any:
     """What a lab checks on its own rig: the boards' in-situ gradient (one forward and one
     adjoint phase) against the twin's from the calibrated model (``model_gradient`` at the
-    realised k the nodes report). Returns an emulator.gradcheck.GradCheck."""
-    from insitu.emulator.gradcheck import compare, insitu_gradient
+    realised k the nodes report). Returns an insitu.gradcheck.GradCheck."""
+    from insitu.gradcheck import compare, insitu_gradient
 
     g = insitu_gradient(rig, load, f_adj, settle_ms=settle_ms, n=n)
     twin = model_gradient(rig.network, rig.realised_stiffness(), load, f_adj)
@@ -579,7 +558,6 @@ def calibrate(
 __all__ = [
     "Calibration",
     "CalibrationError",
-    "EmulatedWeights",
     "PromptWeights",
     "Weights",
     "calibrate",
@@ -595,4 +573,6 @@ def calibrate_emulated(lab: Any, rig: Rig, settle_ms: int = 0, n: int = 1) -> Ca
     """Calibrate emulated boards (known weights hung by the emulator): what a lab does once
     before training. The calibration is loaded on the nodes but not saved, so a run's
     checkpoints (which carry it) stay the trainer's."""
-    return calibrate(rig, EmulatedWeights(lab.world), settle_ms=settle_ms, n=n, save=False)
+    from insitu.rig.lab import lab_weights
+
+    return calibrate(rig, lab_weights(lab), settle_ms=settle_ms, n=n, save=False)

@@ -24,6 +24,14 @@ STATE_KEYS = ("k", "kb", "e", "u", "g", "count", "kind", "opt", "raw", "health",
 
 _BIG = 1e12
 
+
+def measure_deadline_ms(n):
+    """How long a node samples ``n`` conversions after its settle before it gives up and
+    answers err (an HX711 at 10 SPS needs 100 ms a sample). The one owner: the node applies
+    it when a measure or check names no timeout_ms, the host waits a little longer."""
+    return 1000 + 250 * n
+
+
 SCHEMA = {
     "ping": {},
     "identify": {},

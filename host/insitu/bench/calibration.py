@@ -87,9 +87,10 @@ def _iris(
 ) -> dict[str, Any]:
     """Calibrate ``profile`` boards through their ports (in-process nodes on ptys, virtual
     time), then Iris in situ on them vs in silico, same seeds."""
-    from insitu.calibrate import EmulatedWeights, calibrate
+    from insitu.calibrate import calibrate
     from insitu.emulator.inprocess import InProcessLab
     from insitu.emulator.ptyserve import PtyServer
+    from insitu.emulator.weights import EmulatedWeights
     from insitu.rig.lab import port_rig
     from insitu.tasks import make_task
     from insitu.trainers import insilico, insitu
@@ -159,8 +160,9 @@ def _iris(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from insitu.bench import machine_info
     from insitu.bench.gradient import network_path  # the one place it is found (li-mao-2024)
-    from insitu.calibrate import CalibrationError, EmulatedWeights, calibrate
+    from insitu.calibrate import CalibrationError, calibrate
     from insitu.emulator.mplab import MicroPythonLab
+    from insitu.emulator.weights import EmulatedWeights
     from insitu.network.schema import load_network
     from insitu.rig.lab import port_rig
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from insitu.physics.linear import injected_loss_gradient
+
 HELP = "in-situ gradient vs exact: cosine and relative error vs sensor noise and vs load"
 
 NETWORK = "li-mao-2024"
@@ -172,7 +174,7 @@ def truth_load_point(net: Any, grams: float, eps: float) -> dict[str, Any]:
     sigma = ADJOINT_PEAK_N / float(np.max(np.abs(fa)))
     pos, bonds, k, mask = net.positions, net.bonds, net.k_init, net.clamped_dofs()
     st = solve_nonlinear(pos, bonds, k, mask, load)
-    exact, _ = tangent_adjoint_gradient(pos, bonds, k, mask, st, -fa)
+    exact, _ = tangent_adjoint_gradient(pos, bonds, k, mask, st, injected_loss_gradient(fa))
     e = st.stretch
     eq = Equilibrium(compatibility(pos, bonds), k, mask)
     e_adj = eq.elongation(eq.solve(sigma * fa)) / sigma
@@ -202,7 +204,8 @@ def measure_load_point(
 ) -> dict[str, Any]:
     from insitu.emulator.gradcheck import compare, ports_forces
     from insitu.emulator.inprocess import InProcessLab
-    from insitu.rig.session import Rig, expected_configs
+    from insitu.rig.lab import expected_configs
+    from insitu.rig.session import Rig
     from insitu.trainers.insitu import settle_ms_for
 
     load, fa = load_case(net, grams)
@@ -216,7 +219,7 @@ def measure_load_point(
         rig = Rig(net, lab.link(), configs=expected_configs(net, lab.calibration))
         rig.connect()
         rig.tare(settle_ms=settle, n=n)
-        exact = lab.world.exact_gradient(-fa, f=load)
+        exact = lab.world.exact_gradient(injected_loss_gradient(fa), f=load)
         # linear adjoint: load off, adjoint on
         rig.reset()
         rig.apply_forces(ports_forces(net, load))

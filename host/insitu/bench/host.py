@@ -138,7 +138,8 @@ def measure(rig: Any, net: Any, links: list[MeteredLink], batch: int, steps: int
 
 def run_inprocess(n: int, batch: int, steps: int) -> dict[str, Any]:
     from insitu.emulator.inprocess import InProcessLab
-    from insitu.rig.session import Rig, expected_configs
+    from insitu.rig.lab import expected_configs
+    from insitu.rig.session import Rig
 
     net = lattice(n)
     t0 = time.perf_counter()
@@ -160,7 +161,8 @@ def run_pty(n: int, batch: int, steps: int, baud: int) -> dict[str, Any]:
     from insitu.emulator.inprocess import InProcessLab
     from insitu.emulator.ptyserve import PtyServer
     from insitu.links import SerialLink
-    from insitu.rig.session import Rig, expected_configs
+    from insitu.rig.lab import expected_configs
+    from insitu.rig.session import Rig
 
     net = lattice(n)
     lab = InProcessLab(net, profile="ideal", seed=0, clock=RealClock())

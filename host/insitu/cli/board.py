@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from insitu.cli.element import PROFILE_NAMES
+
 HELP = "check board pin maps, print wiring tables, generate a node's config.json"
 
 
@@ -30,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="servo",
         help="stiffness element the node is built with (default: servo)",
     )
+    g.add_argument(
+        "--profile",
+        default="ideal",
+        choices=PROFILE_NAMES,
+        help="emu boards: the emulator profile whose calibration they get (default: ideal, "
+        "as insitu flash)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,44 +51,22 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(wiring_table(load_pinmap(args.file)))
         return 0
 
-    from insitu.deploy.nodeconfig import Calibration, config_text, node_config
-    from insitu.hardware.pinmap import (
-        FAMILY_CHIP,
-        apply_pins,
-        bench_calibration,
-        default_pinmap_path,
-    )
+    from insitu.deploy.flash import FlashError
+    from insitu.deploy.nodeconfig import config_text
     from insitu.network.schema import load_network
+    from insitu.rig.lab import board_configs
 
     net = load_network(args.network)
     board = next((b for b in net.boards if b.id == args.node), None)
     if board is None:
         known = ", ".join(str(b.id) for b in net.boards)
         raise UserError(f"--node {args.node}: no board with that id in {net.source} ({known})")
-    family = args.family or board.family
-    if family == "emu":
-        if args.pins:
-            raise UserError("--pins: an emulated board has no pins")
-        from insitu.emulator.hardware import NOMINAL, servo_table
-
-        cal = Calibration(
-            strain_m_per_count=NOMINAL.strain_m_per_count,
-            strain_offset=int(NOMINAL.strain_offset_counts),
-            disp_m_per_count=NOMINAL.disp_m_per_count,
-            force_cmd_per_n=NOMINAL.force_cmd_per_n,
-            force_max_n=0.5,
-            servo_table=lambda lo, hi: servo_table(lo, hi, NOMINAL),
-        )
-        sys.stdout.write(config_text(node_config(net, board, cal, family="emu")))
-        return 0
-    pins = args.pins or str(default_pinmap_path(family))
-    pm = load_pinmap(pins)
-    if pm.family != family:
-        raise UserError(
-            f"--pins {pins}: a {pm.family} pin map, but board {board.id} is a {family} "
-            f"({FAMILY_CHIP[family]}); pass --family or another --pins"
-        )
-    cfg = node_config(net, board, bench_calibration(), family=pm.chip.firmware_family)
-    cfg = apply_pins(cfg, pm, element=args.element)
+    if (args.family or board.family) == "emu" and args.pins:
+        raise UserError("--pins: an emulated board has no pins")
+    try:  # what insitu flash writes to this board (one generator: insitu.rig.lab)
+        cfg = board_configs(net, [board], args.family, args.pins, args.profile,
+                            args.element)[board.id]  # fmt: skip
+    except FlashError as exc:
+        raise UserError(str(exc)) from None
     sys.stdout.write(config_text(cfg))
     return 0

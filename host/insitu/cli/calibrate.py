@@ -59,27 +59,28 @@ def open_port_rig(args: argparse.Namespace, net: Any) -> Any:
     from insitu.deploy.flash import FlashError
     from insitu.links import LinkError
     from insitu.rig import RigError
-    from insitu.rig.lab import port_rig
+    from insitu.rig.lab import open_rig
 
     try:
-        return port_rig(net, args.port, args.family, args.pins, profile=args.profile)
+        return open_rig(net, args.port, family=args.family, pins=args.pins,
+                        profile=args.profile)[1]  # fmt: skip
     except (FlashError, ValueError, LinkError, RigError) as exc:
         raise UserError(str(exc))
 
 
 def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
     """(rig, weights, world or None)."""
-    from insitu.calibrate import EmulatedWeights, PromptWeights
+    from insitu.calibrate import PromptWeights
     from insitu.cli.main import UserError
 
     if args.port:
         return open_port_rig(args, net), PromptWeights(lambda msg: input(msg)), None
     if args.family or args.pins:
         raise UserError("--family and --pins go with --port (boards on serial ports)")
-    from insitu.rig import emulated_rig
+    from insitu.rig.lab import lab_weights, open_rig
 
-    lab, rig = emulated_rig(net, args.profile, seed=args.seed)
-    return rig, EmulatedWeights(lab.world), lab.world
+    lab, rig = open_rig(net, profile=args.profile, seed=args.seed)
+    return rig, lab_weights(lab), lab.world
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,23 +56,23 @@ def _rig(args: argparse.Namespace, net: Any) -> Any:
         from insitu.deploy.flash import FlashError
         from insitu.links import LinkError
         from insitu.rig import RigError
-        from insitu.rig.lab import port_rig
+        from insitu.rig.lab import open_rig
 
         try:
-            return port_rig(net, args.port, args.family, args.pins)
+            return open_rig(net, args.port, family=args.family, pins=args.pins)[1]
         except (FlashError, ValueError, LinkError, RigError) as exc:
             raise UserError(str(exc))
     if args.family or args.pins:
         raise UserError("--family and --pins go with --port (boards on serial ports)")
     from insitu.emulator import faults
-    from insitu.rig import emulated_rig
+    from insitu.rig.lab import open_rig
 
     stuck = [_stuck(s) for s in args.stuck]
     ids = {bd.id for bd in net.boards}
     for board, _ in stuck:
         if board not in ids:
             raise UserError(f"--stuck {board}:...: {net.name} has no board {board}")
-    lab, rig = emulated_rig(net, element_profile(args), seed=args.seed)
+    lab, rig = open_rig(net, profile=element_profile(args), seed=args.seed)
     for board, slot in stuck:
         try:
             faults.stuck_element(lab.world, board, slot)

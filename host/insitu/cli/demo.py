@@ -21,6 +21,7 @@ HELP = "emulated boards learn Iris in situ (li-mao-2024, realistic profile)"
 DEFAULT_EPOCHS = 100
 # score train and test sets every this many epochs (150 forward loadings each time, ~7 %)
 EVAL_EVERY = 10
+PERIOD_MS = 25  # the demo's boards run a 25 ms control period (recorded with the run)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,15 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     from insitu.cli.main import UserError
     from insitu.cli.plot import plot_run
-    from insitu.cli.train import _board_hashes
     from insitu.network.schema import load_network
-    from insitu.rig import emulated_rig
+    from insitu.rig.lab import board_hashes, open_rig, truth_gradient
     from insitu.rig.selftest import check_elements
     from insitu.store import RunStore
-    from insitu.store.recorder import Recorder, probe_phases
+    from insitu.store.recorder import Recorder
     from insitu.tasks import make_task
     from insitu.trainers import insitu
     from insitu.trainers.common import TrainConfig
+    from insitu.trainers.insitu import default_phases
 
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
@@ -69,13 +70,12 @@ def run(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     config = {"train": asdict(cfg), "method": "insitu", "task": {"task": "iris"}, "demo": True,
               "profile": args.profile, "eval_every": EVAL_EVERY, "gradient_epochs": [0, -1],
-              "snapshot_every": 0, "period_ms": 25, "check_elements": True}  # fmt: skip
-    hashes = _board_hashes(net, args.profile, period_ms=25)
+              "snapshot_every": 0, "period_ms": PERIOD_MS, "check_elements": True}  # fmt: skip
+    hashes = board_hashes(net, args.profile, period_ms=PERIOD_MS)
     run_id = store.create_run("insitu", task.name, args.seed, config, net, args.profile, hashes)
-    lab, rig = emulated_rig(
-        net, args.profile, seed=args.seed, period_ms=25, flash_dir=store.run_dir(run_id) / "boards"
-    )
-    phases = probe_phases(net, args.profile)
+    lab, rig = open_rig(net, profile=args.profile, seed=args.seed, period_ms=PERIOD_MS,
+                        flash_dir=store.run_dir(run_id) / "boards")  # fmt: skip
+    phases = default_phases(net, args.profile)
     if args.profile != "ideal":
         # a lab calibrates once before it trains: strain gains, force scale and offset
         calibrate_emulated(lab, rig, settle_ms=phases.settle_ms)
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     store.add_event(run_id, "elements", elements.as_dict())
     print("  " + "\n  ".join(elements.lines()), file=sys.stderr)
     steps = -(-task.train.size // cfg.batch)
-    rec = Recorder(store, run_id, rig=rig, lab=lab, phases=phases, gradient_epochs=(0, -1))
+    rec = Recorder(store, run_id, rig=rig, truth=truth_gradient(lab), phases=phases,
+                   gradient_epochs=(0, -1))  # fmt: skip
     result = insitu.train(
         net,
         task,

@@ -44,7 +44,7 @@ GRAVITY = 9.81  # m/s^2, as insitu.calibrate.PromptWeights converts
 def _bench_command(line: str, world: object, net: object) -> str:
     """One line of the bench's console: hang NODE GRAMS | remove NODE. Returns what was done
     (or what is wrong with the line); the boards never see it."""
-    from insitu.calibrate import EmulatedWeights
+    from insitu.emulator.weights import EmulatedWeights
     from insitu.network.schema import Port
 
     words = line.split()

@@ -124,7 +124,6 @@ def _run(args: argparse.Namespace) -> int:
         FlashError,
         FlashResult,
         Mpremote,
-        deploy_configs,
         firmware_version,
         flash_board,
         flash_many,
@@ -133,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     from insitu.deploy.nodeconfig import expected_hash, node_address
     from insitu.network.schema import load_network
     from insitu.resources import editable
+    from insitu.rig.lab import board_configs
     from insitu_node import VERSION
 
     t0 = time.monotonic()
@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             f"firmware tree {root} is version {version}, this host speaks {VERSION}: "
             "the session would refuse the boards"
         )
-    configs = deploy_configs(net, boards, args.family, args.pins, args.profile, args.element)
+    configs = board_configs(net, boards, args.family, args.pins, args.profile, args.element)
 
     # ---- which board is on which port (no writes, no interruption of running boards)
     explicit = bool(args.port)

@@ -183,17 +183,6 @@ def _gradient_epochs(text: str) -> tuple[int, ...]:
         raise UserError(f"--gradient-epochs takes epoch numbers like 0,-1, not {text!r}")
 
 
-def _board_hashes(net: Any, profile: str, period_ms: int = PERIOD_MS) -> dict[int, str]:
-    """Config hash per board the emulated boards of this profile will be running."""
-    from insitu.deploy.nodeconfig import expected_hash
-    from insitu.emulator.inprocess import firmware_profile, world_calibration
-    from insitu.emulator.world import World
-    from insitu.rig.session import expected_configs
-
-    cal = world_calibration(World(net, firmware_profile(profile)))
-    return {b: expected_hash(c) for b, c in expected_configs(net, cal, period_ms=period_ms).items()}
-
-
 class _Job:
     """One run of one seed: the method, its rig (if it trains on boards) and its record."""
 
@@ -217,10 +206,11 @@ class _Job:
     def port_configs(self) -> dict[int, dict]:
         """What each board on a port must be running (what `insitu flash` wrote)."""
         from insitu.cli.main import UserError
-        from insitu.deploy.flash import FlashError, deploy_configs
+        from insitu.deploy.flash import FlashError
+        from insitu.rig.lab import board_configs
 
         try:
-            return deploy_configs(
+            return board_configs(
                 self.net, family=self.settings.get("family"), pins=self.settings.get("pins"),
                 profile=self.profile,
             )  # fmt: skip
@@ -228,19 +218,18 @@ class _Job:
             raise UserError(str(exc))
 
     def connect(self, flash_dir: Path | None) -> None:
-        from insitu.rig import emulated_rig
+        from insitu.rig.lab import open_rig
 
         if self.on_rig and self.settings.get("ports"):
             from insitu.cli.main import UserError
             from insitu.deploy.flash import FlashError
             from insitu.links import LinkError
             from insitu.rig import RigError
-            from insitu.rig.lab import port_rig
 
             try:  # refuses a missing board, other firmware, other config
-                self.rig = port_rig(
-                    self.net, self.settings["ports"], self.settings.get("family"),
-                    self.settings.get("pins"), profile=self.profile,
+                _, self.rig = open_rig(
+                    self.net, self.settings["ports"], family=self.settings.get("family"),
+                    pins=self.settings.get("pins"), profile=self.profile,
                 )  # fmt: skip
             except (FlashError, ValueError, LinkError, RigError) as exc:
                 raise UserError(str(exc))
@@ -251,17 +240,17 @@ class _Job:
                                 "--port ... first, or train with --uncalibrated")  # fmt: skip
             return
         if self.on_rig:
-            self.lab, self.rig = emulated_rig(
-                self.net, self.profile, seed=self.cfg.seed,
+            self.lab, self.rig = open_rig(
+                self.net, profile=self.profile, seed=self.cfg.seed,
                 period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
                 flash_dir=flash_dir,
             )  # fmt: skip
             # a resumed run's boards booted from flash with the calibration they were saved with
             if self.settings.get("calibrate") and self.rig.uncalibrated():
                 from insitu.calibrate import calibrate_emulated
-                from insitu.store.recorder import probe_phases
+                from insitu.trainers.insitu import default_phases
 
-                phases = probe_phases(self.net, self.profile)
+                phases = default_phases(self.net, self.profile)
                 calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
 
     def check_elements(self, store: Any, quiet: bool, resumed: bool) -> None:
@@ -279,7 +268,9 @@ class _Job:
 
     def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
         from insitu.cli.progress import Progress
-        from insitu.store.recorder import Recorder, mark_failed, probe_phases
+        from insitu.rig.lab import truth_gradient
+        from insitu.store.recorder import Recorder, mark_failed
+        from insitu.trainers.insitu import default_phases
 
         rig = self.rig
         baseline = (0, 0)
@@ -288,11 +279,13 @@ class _Job:
         steps = -(-self.task.train.size // self.cfg.batch)
         callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
         if store is not None:
-            phases = probe_phases(self.net, self.profile) if self.on_rig else None
+            phases = default_phases(self.net, self.profile) if self.on_rig else None
             grads = tuple(self.settings.get("gradient_epochs", ()))
             self.recorder = Recorder(
                 store, self.run_id, rig=self.rig,
-                lab=self.lab if self.method_name == "insitu" else None, phases=phases,
+                truth=truth_gradient(self.lab)
+                if self.lab is not None and self.method_name == "insitu" else None,
+                phases=phases,
                 snapshot_every=self.settings.get("snapshot_every", 0), gradient_epochs=grads,
                 resume=ckpt, baseline=baseline, logged=self.recorder,
             )  # fmt: skip
@@ -382,7 +375,9 @@ def run(args: argparse.Namespace) -> int:
 
                 hashes = {b: expected_hash(c) for b, c in job.port_configs().items()}
             else:
-                hashes = _board_hashes(net, args.profile) if job.on_rig else {}
+                from insitu.rig.lab import board_hashes
+
+                hashes = board_hashes(net, args.profile) if job.on_rig else {}
             job.run_id = store.create_run(
                 args.method, task.name, seed, job.config(), net, job.profile, hashes
             )

@@ -99,8 +99,13 @@ def board_wiring(pm: PinMap, cfg: dict) -> list[dict]:
 
 def world_calibration(world: World) -> Calibration:
     """The nominal calibration matching a world's emulated parts (what a lab starts with)."""
-    nom = world.nominal
-    prof = world.profile
+    return profile_calibration(world.profile)
+
+
+def profile_calibration(prof: Profile) -> Calibration:
+    """The nominal calibration of a (firmware_profile) profile's parts: it depends on the
+    profile alone, so the configs boards must run need no World (rig/lab.board_configs)."""
+    nom = prof.nominal
     max_n = prof.force.max_n if math.isfinite(prof.force.max_n) else 10.0
     # any unquantised sensor reports float counts; the node then keeps float channels
     ideal = not (prof.strain.quantise and prof.disp.quantise)

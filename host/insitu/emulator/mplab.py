@@ -3,7 +3,7 @@
 Each board's flash holds what ``insitu flash`` would put there — ``main.py``, the
 ``insitu_node`` package and the board's ``config.json``. On profiles with integer counts
 (realistic, harsh, miscalibrated) a board is, by default, the board its network file names:
-its config is exactly what ``insitu flash`` deploys to that family (``deploy_configs``: the
+its config is exactly what ``insitu flash`` deploys to that family (``rig.lab.board_configs``: the
 kit's nominal calibration, the family's pin map), and its firmware builds its HAL as on the
 bench — ``hal/board.py``, the family's pin factories and the real drivers — on the emulated
 ``machine``'s pin-level silicon, which exchanges the parts' quantities with the world over
@@ -21,7 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from insitu.deploy.flash import FIRMWARE_DIR, deploy_configs, firmware_files
+from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
 from insitu.deploy.nodeconfig import config_text, node_config
 from insitu.emulator.clock import RealClock
 from insitu.emulator.hardware import get_profile
@@ -35,6 +35,7 @@ from insitu.emulator.mpboard import MicroPythonBoard
 from insitu.emulator.world import World
 from insitu.hardware.pinmap import apply_pins, default_pinmap_path, load_pinmap
 from insitu.network.schema import Network
+from insitu.rig.lab import board_configs
 
 
 def install_firmware(flash: Path, config: dict | None = None, root: Path = FIRMWARE_DIR) -> None:
@@ -88,7 +89,8 @@ class MicroPythonLab:
         ids = [bd.id for bd in network.boards] if boards is None else boards
         self.configs: dict[int, dict] = {}
         self.boards: dict[int, MicroPythonBoard] = {}
-        flashed = deploy_configs(network, profile=profile) if deployed else {}
+        # what `insitu flash` writes (rig.lab.board_configs, the one generator)
+        flashed = board_configs(network, profile=profile) if deployed else {}
         for bd in network.boards:
             if bd.id not in ids:
                 continue

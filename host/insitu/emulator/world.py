@@ -746,7 +746,9 @@ def gradient_check(
     nom = world.nominal
     bonds = list(range(net.n_bonds))
     settle = 5 * world.tau if settle is None else settle
-    f_adj = -np.asarray(dL_du, dtype=float)
+    from insitu_node.learning.convention import adjoint_force
+
+    f_adj = adjoint_force(np.asarray(dL_du, dtype=float))
     if adjoint_peak is None:
         adjoint_peak = max(abs(v) for v in load.values())
     sigma = adjoint_peak / float(np.max(np.abs(f_adj)))

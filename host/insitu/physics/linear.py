@@ -32,6 +32,13 @@ _MODE_RTOL = 1e-11
 _MODE_ITERATIONS = 3
 
 
+def injected_loss_gradient(f_adj: np.ndarray) -> np.ndarray:
+    """The dL/du an adjoint force stands for. ``adjoint_force`` is a sign (±1), its own
+    inverse, so this goes through the convention module too; it lives on the host because the
+    node never needs it and its 64 K heap has a few dozen bytes to spare."""
+    return adjoint_force(f_adj)
+
+
 class MechanismError(ValueError):
     """The clamped network has zero-energy modes: no unique equilibrium exists."""
 

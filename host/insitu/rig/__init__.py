@@ -1,6 +1,6 @@
 """The session layer: a network's boards as one instrument (docs/host.md)."""
 
-from insitu.rig.lab import emulated_rig
+from insitu.rig.lab import board_configs, close_rig, emulated_rig, expected_configs, open_rig
 from insitu.rig.session import (
     BoardInfo,
     Counters,
@@ -8,7 +8,6 @@ from insitu.rig.session import (
     Rig,
     RigError,
     UpdateSummary,
-    expected_configs,
 )
 
 Session = Rig
@@ -21,6 +20,9 @@ __all__ = [
     "RigError",
     "Session",
     "UpdateSummary",
+    "board_configs",
+    "close_rig",
     "emulated_rig",
     "expected_configs",
+    "open_rig",
 ]

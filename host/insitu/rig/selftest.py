@@ -28,6 +28,7 @@ from insitu.calibrate import force_ports
 from insitu.network.schema import Network, Port
 from insitu.physics.linear import Equilibrium, compatibility
 from insitu.rig.session import Rig
+from insitu_node.protocol.messages import measure_deadline_ms
 
 DEFAULT_FORCE = 0.049  # N: 5 g, the paper's largest input weight (safe for its bars)
 DEFAULT_E_MIN = 2e-6  # m: the node's default; smaller elongations are not judged
@@ -224,7 +225,7 @@ def check_elements(
         else:
             groups.setdefault(int(best[b]), []).append(b)
     total = sum(len(g) for g in groups.values())
-    one_check_ms = 2 * (settle_ms + 1000 + 250 * n)  # the node's own limit for both stages
+    one_check_ms = 2 * (settle_ms + measure_deadline_ms(n))  # the node's limit, both stages
     timeouts = _stay_awake(rig, one_check_ms + 5000)
     done = 0
     try:

@@ -1,6 +1,6 @@
 """The session with a network's boards: what the host does on the wire, and nothing more.
 
-    rig = Rig(network, [link], configs=expected_configs(network, calibration))
+    rig = Rig(network, [link], configs=board_configs(network))  # insitu.rig.lab
     rig.connect()                     # identify every board, verify firmware and config hash
     rig.tare()                        # forces off, settle, strain offsets := no-load readings
     rig.apply_forces({Port(11, 1): -0.049})
@@ -27,17 +27,40 @@ from typing import Any
 
 import numpy as np
 
-from insitu.deploy.nodeconfig import Calibration, expected_hash, node_address, node_config
+from insitu.deploy.nodeconfig import expected_hash, node_address
 from insitu.links.base import Link
 from insitu.network.schema import Board, Network, Port
 from insitu_node import VERSION as FIRMWARE_VERSION
 from insitu_node.protocol import codec
+from insitu_node.protocol.messages import REQUIRED, SCHEMA, measure_deadline_ms
 
 BROADCAST = codec.BROADCAST
 
 
 class RigError(RuntimeError):
     """A board is missing, refused a request, or is not the board the network file expects."""
+
+
+class RequestError(ValueError):
+    """A request the firmware's schema (insitu_node.protocol.messages) does not have: an
+    unknown op, a misspelt or missing argument. A bug on the host, found before sending."""
+
+
+def checked_request(op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` for ``op`` checked against the firmware's request schema by name (the node
+    checks the values; the check lives here, not in firmware, whose 64 K heap has no room
+    for it): what every request the host sends goes through."""
+    schema = SCHEMA.get(op)
+    if schema is None:
+        raise RequestError(f"request: no op {op!r} (insitu_node.protocol.messages)")
+    unknown = [k for k in args if k not in schema]
+    if unknown:
+        raise RequestError(f"request {op}: argument {unknown[0]!r}: unknown field "
+                           f"(takes {', '.join(schema) or 'none'})")  # fmt: skip
+    missing = [k for k, spec in schema.items() if spec[3] == REQUIRED and k not in args]
+    if missing:
+        raise RequestError(f"request {op}: argument {missing[0]!r} is required")
+    return dict(args)
 
 
 class RigReboot(RigError):
@@ -112,29 +135,6 @@ class UpdateSummary:
     count: int  # samples the step averaged
 
 
-def expected_configs(
-    network: Network,
-    calibration: Calibration,
-    family: str = "emu",
-    period_ms: int = 10,
-    timeout_ms: int = 0,
-    tags: int = 16,
-) -> dict[int, dict]:
-    """The config each board must be running, generated from the network file."""
-    return {
-        bd.id: node_config(
-            network,
-            bd,
-            calibration,
-            family=family,
-            period_ms=period_ms,
-            timeout_ms=timeout_ms,
-            tags=tags,
-        )
-        for bd in network.boards
-    }
-
-
 @dataclass
 class _Wire:
     link: Link
@@ -203,6 +203,7 @@ class Rig:
         timeout: float,
     ) -> dict[str, codec.Frame]:
         """Send one frame per (wire, address) and collect one reply from each expected board."""
+        args = checked_request(op, args)  # before anything is on the wire
         self.counters.by_op[op] = self.counters.by_op.get(op, 0) + 1
         jobs = []
         for w, addr, expect in sends:
@@ -522,8 +523,8 @@ class Rig:
                 args[key] = float(val)
         if v:
             args["v"] = True
-        # the node gives up after settle + 1000 + 250 n ms and says so; wait a little longer
-        timeout = self.timeout + (settle_ms + 1000 + 250 * n) / 1000.0
+        # the node gives up after its settle and its deadline and says so; wait a little longer
+        timeout = self.timeout + (settle_ms + measure_deadline_ms(n)) / 1000.0
         replies = self.broadcast("measure", args, timeout=timeout)
         self.counters.loadings += 1
         u: dict[Port, float] = {}
@@ -588,8 +589,8 @@ class Rig:
         for key, val in (("k", k), ("rel", rel), ("e_min", e_min)):
             if val is not None:
                 args[key] = float(val)
-        # two settles and two samplings; the node gives up after settle + 1000 + 250 n each
-        timeout = self.timeout + 2 * (settle_ms + 1000 + 250 * n) / 1000.0
+        # two settles and two samplings; the node gives up after settle + its deadline each
+        timeout = self.timeout + 2 * (settle_ms + measure_deadline_ms(n)) / 1000.0
         reply = self.request(bd, "check", args, timeout=timeout)
         self.counters.loadings += 2
         return reply

@@ -13,7 +13,7 @@ the save broadcast, every board still holds the previous checkpoint, which
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,10 +52,12 @@ class Recorder(Callback):
 
     ``rig``: the session of a rig-based run (measurements and messages are read from its
     counters; snapshots read the boards' state and checkpoints save to their flash).
-    ``lab`` + ``phases``: an emulated lab, for the gradient check at ``gradient_epochs``
-    (-1 = the last epoch): one batch (the first ``batch`` training samples) measured in situ,
-    the boards' accumulated e·e_adj / B against the exact gradient of the world at its true
-    stiffness. It spends 2·B loadings each time; they count in ``measurements``.
+    ``truth`` + ``phases``: the reference gradient of emulated boards (``(io, X, Y,
+    loss_grad) -> dL/dk``, e.g. ``insitu.rig.lab.truth_gradient(lab)``; the recorder never
+    opens or builds boards), for the gradient check at ``gradient_epochs`` (-1 = the last
+    epoch): one batch (the first ``batch`` training samples) measured in situ, the boards'
+    accumulated e·e_adj / B against the exact gradient of the world at its true stiffness.
+    It spends 2·B loadings each time; they count in ``measurements``.
     ``resume``: the checkpoint a resumed run continues from (its counters carry on).
     """
 
@@ -64,7 +66,7 @@ class Recorder(Callback):
         store: RunStore,
         run: int,
         rig: Any = None,
-        lab: Any = None,
+        truth: Callable[[str, np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
         phases: Any = None,
         snapshot_every: int = 0,
         gradient_epochs: tuple[int, ...] = (),
@@ -78,7 +80,7 @@ class Recorder(Callback):
         self.store = store
         self.run = run
         self.rig = rig
-        self.lab = lab
+        self.truth = truth
         self.phases = phases
         self.snapshot_every = max(0, int(snapshot_every))
         self.gradient_epochs = tuple(gradient_epochs)
@@ -179,7 +181,7 @@ class Recorder(Callback):
         measurements = self.measurements  # the epoch row counts the loadings before the check
         last = self.config.epochs if self.config is not None else -1
         wanted = {last if e == -1 else e for e in self.gradient_epochs}
-        if self.lab is not None and record.epoch in wanted:
+        if self.truth is not None and record.epoch in wanted:
             self.gradient_check(record.epoch)
         self.store.add_epoch(
             self.run, record.epoch, record.train_loss, record.test_loss,
@@ -195,10 +197,10 @@ class Recorder(Callback):
     # ------------------------------------------------------------------ gradient check
 
     def gradient_check(self, epoch: int) -> None:
-        from insitu.emulator.gradcheck import exact_batch_gradient
         from insitu.trainers.insitu import Phases, accumulate_batch
 
-        net, task, rig, world = self.net, self.task, self.rig, self.lab.world
+        assert self.truth is not None
+        net, task, rig = self.net, self.task, self.rig
         idx = task.train[: self.config.batch]
         io = net.io_set(task.io)
         phases = self.phases or Phases()
@@ -210,18 +212,8 @@ class Recorder(Callback):
         g_sum, count = rig.accumulated()
         rig.reset()
         insitu = g_sum / max(1, count)
-        exact = exact_batch_gradient(
-            world, net, task.io, task.inputs[idx], task.targets[idx], task.loss_grad
-        )
+        exact = self.truth(task.io, task.inputs[idx], task.targets[idx], task.loss_grad)
         self.store.add_gradient(self.run, epoch, self.step, insitu, exact)
-
-
-def probe_phases(net: Any, profile: str | None) -> Any:
-    """The phases insitu.train measures with on this profile (settle 10 τ, displacement floor)."""
-    from insitu.trainers.insitu import Phases, settle_ms_for
-
-    real = profile not in (None, "ideal")
-    return Phases(settle_ms=settle_ms_for(net, profile or "ideal"), u_floor=1e-6 if real else 0.0)
 
 
 def mark_failed(store: RunStore, run: int, exc: BaseException, step: int | None) -> None:

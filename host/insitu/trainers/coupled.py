@@ -55,7 +55,7 @@ from insitu.tasks.base import MSE, Task
 from insitu.trainers import rigloop
 from insitu.trainers.common import Callback, TrainConfig
 from insitu.trainers.insitu import ADJOINT_PEAK_N, Phases
-from insitu_node.learning.convention import nudged_target
+from insitu_node.learning.convention import adjoint_force, nudged_target
 
 METHOD = "coupled"
 ETA = 0.1  # nudge: fraction of the way from u_F to the target (docs/methods.md: bias ∝ η)
@@ -102,7 +102,7 @@ def nudge_positions(
         t = np.asarray(target, dtype=float)
         s = task.loss.unit**2 * u_free.size / 2.0  # MSE: ∂L/∂u = 2(u − t)/(unit²·n_out)
         return nudged_target(u_free, t, eta), t - u_free, s
-    d = -g if G is None else -(G @ g)
+    d = adjoint_force(g if G is None else G @ g)  # the direction an adjoint force pushes
     peak = float(np.max(np.abs(d))) if d.size else 0.0
     scale_u = float(np.max(np.abs(u_free))) if u_free.size else 0.0
     s = scale_u / peak if peak > 0 and scale_u > 0 else 1.0
@@ -171,7 +171,8 @@ def train(
     task: Task,
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
-    rig: Rig | None = None,
+    *,
+    rig: Rig,
     profile: str = "realistic",
     phases: Phases | None = None,
     eval_every: int = 1,

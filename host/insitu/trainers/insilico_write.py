@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from insitu.network.schema import Network
-from insitu.rig.lab import emulated_rig
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
 from insitu.trainers import insilico, rigloop
@@ -31,7 +30,7 @@ from insitu.trainers.common import (
     TrainResult,
     notify,
 )
-from insitu.trainers.insitu import Phases, evaluate
+from insitu.trainers.insitu import Phases, default_phases, evaluate
 
 METHOD = "insilico-write"
 
@@ -56,17 +55,16 @@ def train(
     task: Task,
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
-    rig: Rig | None = None,
+    *,
+    rig: Rig,
     profile: str = "realistic",
     phases: Phases | None = None,
     eval_every: int = 1,
 ) -> WriteResult:
     """Train in silico from the boards' present stiffness, write it, score it on the rig."""
     del eval_every  # the physical scores are taken twice: before and after the write
-    if rig is None:
-        _, rig = emulated_rig(net, profile, seed=config.seed)
     if phases is None:
-        phases = rigloop.default_phases(net, profile)
+        phases = default_phases(net, profile)
     rig.tare(settle_ms=phases.settle_ms, n=phases.n)
     rig.reset(opt=True)
     k0 = rig.stiffness()

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from insitu.network.schema import Network, Port
-from insitu.rig.lab import emulated_rig
 from insitu.rig.session import Rig, RigError, UpdateSummary
 from insitu.tasks.base import Task
 from insitu.trainers.common import (
@@ -35,6 +34,7 @@ from insitu.trainers.common import (
     TrainResult,
     notify,
 )
+from insitu_node.learning.convention import adjoint_force
 
 # dL/du at the outputs of one sample from its measured output displacements: (loss, grad)
 LossGrad = Callable[[np.ndarray, int], tuple[float, np.ndarray]]
@@ -86,7 +86,8 @@ def adjoint(rig: Rig, outputs: Sequence[Port], dL_du: np.ndarray, tag: int, phas
     """Inject −∂L/∂u at the outputs, scaled to the actuator range, and measure the adjoint."""
     peak = float(np.max(np.abs(dL_du))) if len(dL_du) else 0.0
     sigma = phases.adjoint_peak / peak if peak > 0 else 1.0
-    rig.apply_forces({p: float(-sigma * g) for p, g in zip(outputs, dL_du, strict=True)})
+    f = adjoint_force(sigma * np.asarray(dL_du, dtype=float))  # the convention's sign
+    rig.apply_forces({p: float(fp) for p, fp in zip(outputs, f, strict=True)})
     rig.measure("adjoint", tag=tag, settle_ms=phases.settle_ms, n=phases.n, scale=1.0 / sigma)
 
 
@@ -145,15 +146,17 @@ def train(
     task: Task,
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
-    rig: Rig | None = None,
+    *,
+    rig: Rig,
     profile: str = "ideal",
     phases: Phases | None = None,
     eval_every: int = 1,
     resume: Resume | None = None,
     checkpoints: bool = False,
 ) -> InSituResult:
-    """Train ``task`` in situ on the boards behind ``rig`` (default: in-process emulated boards
-    with ``profile``). Same seed → same batches as ``insilico.train``.
+    """Train ``task`` in situ on the boards behind ``rig`` (opened by the caller, e.g. with
+    ``insitu.rig.open_rig``); ``profile`` only chooses the default ``phases``. Same seed →
+    same batches as ``insilico.train``.
 
     Scores (forward phases on the whole train and test sets) are recorded at epoch 0, every
     ``eval_every`` epochs and at the last one; they cost ``n_samples`` loadings each time.
@@ -170,15 +173,8 @@ def train(
     came, a board refused — every board is rolled back to the last checkpoint and the step is
     measured again, up to RECOVERIES times (docs/reliability.md).
     """
-    if rig is None:
-        _, rig = emulated_rig(net, profile, seed=config.seed)
     if phases is None:
-        real = profile != "ideal"
-        phases = Phases(
-            settle_ms=settle_ms_for(net, profile),
-            u_floor=1e-6 if real else 0.0,
-            tare_every=1 if real else 0,
-        )
+        phases = default_phases(net, profile)
     io = net.io_set(task.io)
     done = 0 if resume is None else resume.step
     if done == 0:  # resumed at step 0 too: a kill in the first save leaves boards unsaved
@@ -268,7 +264,19 @@ def train(
     return result
 
 
-def settle_ms_for(net: Network, profile: str) -> int:
+def default_phases(net: Network, profile: Any) -> Phases:
+    """How boards of ``profile`` (a name, a Profile, None for ideal) are measured unless a
+    caller says otherwise: settle 10 τ, a displacement floor and a re-tare every epoch on
+    anything but ideal parts. The one place phase defaults come from a profile."""
+    real = profile not in (None, "ideal")
+    return Phases(
+        settle_ms=settle_ms_for(net, "ideal" if profile is None else profile),
+        u_floor=1e-6 if real else 0.0,
+        tare_every=1 if real else 0,
+    )
+
+
+def settle_ms_for(net: Network, profile: Any) -> int:
     """10 τ: the previous phase's residual is e^-10 ≈ 5e-5 of the step.
 
     5 τ is not enough: after a forward phase the adjoint phase still carries 0.7 % of the

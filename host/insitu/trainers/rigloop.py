@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from insitu.network.schema import Network
-from insitu.rig.lab import emulated_rig
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
 from insitu.trainers.common import Callback, EpochRecord, StepInfo, TrainConfig, notify
-from insitu.trainers.insitu import InSituResult, Phases, evaluate, forward, settle_ms_for
+from insitu.trainers.insitu import InSituResult, Phases, default_phases, evaluate, forward
 
 
 @dataclass
@@ -55,12 +54,6 @@ StepFn = Callable[[np.ndarray], Step]
 MakeStep = Callable[[Rig, Phases], StepFn]
 
 
-def default_phases(net: Network, profile: str) -> Phases:
-    """The phases insitu.train uses for this profile (settle 10 τ, a displacement floor)."""
-    real = profile != "ideal"
-    return Phases(settle_ms=settle_ms_for(net, profile), u_floor=1e-6 if real else 0.0)
-
-
 def hyper(config: TrainConfig) -> dict[str, float]:
     """Optimiser hyper-parameters as the `update` broadcast takes them."""
     return {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
@@ -82,15 +75,14 @@ def run(
     task: Task,
     config: TrainConfig,
     make_step: MakeStep,
-    callbacks: Sequence[Callback] = (),
-    rig: Rig | None = None,
+    callbacks: Sequence[Callback],
+    rig: Rig,
     profile: str = "realistic",
     phases: Phases | None = None,
     eval_every: int = 1,
 ) -> MethodResult:
-    """Train with ``make_step``'s method on ``rig`` (default: in-process emulated boards)."""
-    if rig is None:
-        _, rig = emulated_rig(net, profile, seed=config.seed)
+    """Train with ``make_step``'s method on ``rig`` (opened by the caller); ``profile`` only
+    chooses the default ``phases`` (tare_every is insitu.train's alone: this loop tares once)."""
     if phases is None:
         phases = default_phases(net, profile)
     rig.tare(settle_ms=phases.settle_ms, n=phases.n)
