@@ -288,6 +288,8 @@ class Node:
     # ---- command handling ---------------------------------------------------------------
     def handle_line(self, line):
         """Reply lines for one received line. Never raises; non-frames are ignored."""
+        if not codec.addressed(line, self.id):
+            return []  # another node's frame (or none): dropped before decoding
         try:
             f = codec.decode(line)
         except Exception:  # FrameError, and anything odd in a hostile line
