@@ -151,7 +151,7 @@ def test_other_nodes_frames_dropped_before_decoding():
     last = node._last_host
     try:
         bad = _framed("@1 7 n2 update {not json")  # valid CRC, payload no decoder accepts
-        for line in (bad, bad.encode(), h.frame("update", {"lr": "x"}, addr="n2"), "junk"):
+        for line in (bad, bad.encode(), h.frame("update", {"lr": "x"}, addr="n2"), "junk", None):
             assert node.handle_line(line) == [] and calls == [], line
         assert node._last_host == last and node._cache == []  # not host traffic for n1
         mine = _framed("@1 7 n1 update {not json")
