@@ -290,6 +290,8 @@ class Node:
     def handle_line(self, line):
         """Reply lines for one received line. Never raises; non-frames are ignored."""
         try:
+            if not codec.addressed(line, self.id):
+                return []  # another node's frame (or none): dropped before decoding
             f = codec.decode(line)
         except Exception:  # FrameError, and anything odd in a hostile line
             return []

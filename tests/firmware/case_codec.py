@@ -82,3 +82,53 @@ def test_replies():
     assert f.op == "err" and f.args == {"field": "lr", "reason": "out of range"}
     assert codec.decode(codec.reply_ok(4, "n3", {"a": 1})).op == "ok"
     assert codec.decode(codec.event("n3", {"ev": "boot"})).seq == 0
+
+
+def test_addressed_reads_only_the_address_field():
+    ping = codec.encode(12, "n7", "ping")
+    for line, want in (
+        (ping, True),
+        (codec.encode(12, "*", "ping"), True),
+        (codec.encode(12, "n", "ping"), False),
+        (codec.encode(12, "n77", "ping"), False),
+        (codec.encode(12, "x7", "ping"), False),
+        (">>> " + ping + "\r\n", True),  # noise and terminators as decode() allows
+        ("@1 12 n7 ping {not json *00000000", True),  # decode() decides: FrameError
+        ("@1 12 n8 ping {not json *00000000", False),  # dropped undecoded
+        ("@1 12 ** ping {} *00000000", False),
+        ("@2 12 n7 ping {} *00000000", False),
+        ("@1 12 n7", False),
+        ("@1 12", False),
+        ("@1 ", False),
+        ("", False),
+        ("MicroPython v1.29", False),
+    ):
+        assert codec.addressed(line, "n7") is want, line
+        assert codec.addressed(line.encode(), "n7") is want, line
+        assert codec.addressed(bytearray(line.encode()), "n7") is want, line
+
+
+def test_addressed_never_drops_a_frame_decode_accepts():
+    for addr in ("n7", "*", "n77", "n", "7n"):
+        for seq in (0, 1, 999999999):
+            line = codec.encode(seq, addr, "measure", {"phase": "forward", "s": "n7 * x"})
+            assert codec.addressed(line, "n7") is (addr in ("n7", "*")), line
+            f = codec.decode(line)  # and the frame decodes to the same address
+            assert (f.addr in ("n7", "*")) is (addr in ("n7", "*"))
+
+
+def test_addressed_does_not_allocate():
+    try:
+        import micropython
+    except ImportError:
+        return  # CPython: nothing to measure
+    s = codec.encode(12, "n8", "ping")
+    b = codec.encode(12, "n18", "ping").encode()
+    micropython.heap_lock()
+    try:  # str lines (the emulator's); bytes lines whose address has another length
+        r1 = codec.addressed(s, "n7")
+        r2 = codec.addressed(s, "n8")
+        r3 = codec.addressed(b, "n7")
+    finally:
+        micropython.heap_unlock()
+    assert (r1, r2, r3) == (False, True, False)

@@ -134,6 +134,37 @@ def test_addressing():
     assert node.handle_line(codec.reply_ok(5, "n1", {})) == []
 
 
+def _framed(body):
+    return f"{body} *{codec.crc32(body.encode()):08x}"
+
+
+def test_other_nodes_frames_dropped_before_decoding():
+    bus, node, h = _setup(1)
+    calls = []
+    decode = codec.decode
+
+    def counting(line):
+        calls.append(line)
+        return decode(line)
+
+    codec.decode = counting
+    last = node._last_host
+    try:
+        bad = _framed("@1 7 n2 update {not json")  # valid CRC, payload no decoder accepts
+        for line in (bad, bad.encode(), h.frame("update", {"lr": "x"}, addr="n2"), "junk", None):
+            assert node.handle_line(line) == [] and calls == [], line
+        assert node._last_host == last and node._cache == []  # not host traffic for n1
+        mine = _framed("@1 7 n1 update {not json")
+        assert node.handle_line(mine) == [] and calls == [mine]  # decoded, rejected, silent
+        for addr in ("*", "n1"):
+            for line in (h.frame("ping", addr=addr), h.frame("ping", addr=addr).encode()):
+                r = node.handle_line(line)
+                assert len(r) == 1 and decode(r[0]).op == "ok" and decode(r[0]).addr == "n1"
+        assert len(calls) == 5
+    finally:
+        codec.decode = decode
+
+
 def test_busy_and_timeout():
     bus = fx.Bus(ready=True)
     node = emulated(fx.config(2), bus)

@@ -126,6 +126,28 @@ def _seq(s):
     return int(s)
 
 
+def addressed(line, addr):
+    """False if `line` (str or bytes) is no frame for node `addr` nor a broadcast, judged from
+    the address field alone: no CRC, no JSON, so a node on a shared bus drops other nodes'
+    frames cheaply (allocating nothing unless a bytes line's address has addr's length).
+    True: decode() decides."""
+    text = isinstance(line, str)
+    if text:
+        pre, sp, star = "@1 ", " ", "*"
+    else:  # bytes: a board's link
+        pre, sp, star = b"@1 ", b" ", b"*"
+    i = line.find(pre)  # decode() accepts a frame only at the first "@"; this finds it there
+    if i < 0:
+        return False
+    i = line.find(sp, i + 3) + 1  # after seq
+    j = line.find(sp, i) if i else -1
+    if j - i == 1 and line.startswith(star, i):
+        return True
+    if j - i != len(addr):
+        return False
+    return line.startswith(addr if text else addr.encode(), i)
+
+
 def decode(line):
     """Frame from a line (str or bytes). Raises NotFrame or FrameError."""
     if isinstance(line, (bytes, bytearray)):
