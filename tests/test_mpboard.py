@@ -483,6 +483,32 @@ def test_missing_interpreter_fails_loudly(tmp_path) -> None:
     b.stop()
 
 
+def test_starting_boards_from_a_threaded_host_prints_nothing(boards, capfd) -> None:
+    """Boards start while other boards' supervisor threads run: no Python may run in the
+    forked child (CPython's at-fork handlers printed an "_after_fork" traceback per board),
+    and each interpreter still gets its pty as controlling terminal, in a session of its
+    own, killed with its supervisor (util-linux setsid --ctty / setpriv --pdeathsig)."""
+    four = boards(4)
+
+    def session_and_tty(pid: int) -> tuple[int, int]:
+        tty_nr = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+        return os.getsid(pid), tty_nr
+
+    for b in four:
+        assert b.pid is not None
+        deadline = time.monotonic() + 10  # setsid runs just after the spawn returns
+        while time.monotonic() < deadline:
+            sid, tty_nr = session_and_tty(b.pid)
+            if sid == b.pid and tty_nr != 0:
+                break
+            time.sleep(0.01)
+        sid, tty_nr = session_and_tty(b.pid)
+        assert sid == b.pid  # a session of its own
+        assert tty_nr != 0  # a controlling terminal: the board's pty
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "_after_fork" not in err, err
+
+
 def test_round_trip_host_to_board_over_pty(boards) -> None:
     """Host <-> main.py line round trip over the pty (pyserial), median of 200 (reported)."""
     (b,) = boards(1, {"main.py": LINE_LOOP})

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import operator
 import os
@@ -194,6 +195,19 @@ def _prctl() -> Callable[..., int] | None:
 
 _PRCTL = _prctl()
 _PR_SET_PDEATHSIG = 1
+
+
+def _spawn_prefix() -> list[str] | None:
+    """util-linux's ``setsid --ctty`` and ``setpriv --pdeathsig KILL`` do what
+    ``_child_setup`` does, without running Python in the forked child of a threaded process
+    (CPython's at-fork handlers there printed "_after_fork" tracebacks for every board)."""
+    setsid, setpriv = shutil.which("setsid"), shutil.which("setpriv")
+    if setsid is None or setpriv is None:
+        return None
+    return [setsid, "--ctty", setpriv, "--pdeathsig", "KILL"]
+
+
+_PREFIX = _spawn_prefix()
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec
@@ -1009,16 +1023,21 @@ class MicroPythonBoard:
         try:
             self._child_tty = os.ttyname(s)
             _board_termios(s)
+            # a new session with the pty as controlling terminal, killed with its supervisor
+            if _PREFIX is not None:
+                if shutil.which(cmd[0]) is None:  # as Popen would say it without the prefix
+                    raise FileNotFoundError(errno.ENOENT, "no MicroPython interpreter", cmd[0])
+                spawn: dict[str, Any] = {"args": [*_PREFIX, *cmd]}
+            else:  # no util-linux: the same from Python, between fork and exec
+                spawn = {"args": cmd, "start_new_session": True, "preexec_fn": _child_setup}
             self._proc = subprocess.Popen(
-                cmd,
                 stdin=s,
                 stdout=s,
                 stderr=s,
                 cwd=self.flash_dir,
                 env=self._child_env(run_boot, run_main, cause),
-                start_new_session=True,
-                preexec_fn=_child_setup,
                 close_fds=True,
+                **spawn,
             )
         except BaseException:
             os.close(m)
