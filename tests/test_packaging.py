@@ -235,3 +235,15 @@ def test_insitu_runs_from_the_wheel_outside_the_checkout(
     assert rc == 0, proc.stderr.read() if proc.stderr else rc
     for what, t in TIMES.items():
         print(f"\n{what}: {t:.1f} s", end="")
+
+
+def test_version_is_the_distributions_and_the_firmwares() -> None:
+    """`import insitu` says which version it is, the same as pyproject and the firmware."""
+    import re
+
+    import insitu
+    from insitu_node import VERSION
+
+    text = (ROOT / "pyproject.toml").read_text()  # no tomllib on Python 3.10
+    match = re.search(r'^version = "([^"]+)"', text, re.M)
+    assert match and insitu.__version__ == match.group(1) == VERSION
