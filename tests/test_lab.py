@@ -139,14 +139,22 @@ def test_emulate_serves_boards_on_serial_ports(repo_root):
     assert proc.returncode == 0
 
 
-def test_emulate_virtual_clock_and_bench_console(repo_root):
+def test_emulate_virtual_clock_bench_console_and_published_ports(
+    repo_root, tmp_path, monkeypatch, capsys
+):
     """`insitu emulate --clock virtual`: a 60 s settle answers at once (real time would take a
-    minute), and the console hangs a weight the boards then feel."""
+    minute), the console hangs a weight the boards then feel, and the lab publishes its ports:
+    `insitu ports` lists them and `--port auto` reaches them (with their family, emu)."""
+    import os
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # this test's labs only
+    assert main(["ports", "--only", "--port", "auto"]) == 2  # no lab running yet
+    assert "no running `insitu emulate` lab" in capsys.readouterr().err
     proc = subprocess.Popen(
         [sys.executable, "-m", "insitu.cli.main", "emulate", "li-mao-2024",
          "--profile", "ideal", "--clock", "virtual"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=repo_root,
+        cwd=repo_root, env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)},
     )  # fmt: skip
     try:
         assert "in-process (virtual time)" in proc.stdout.readline()
@@ -167,9 +175,21 @@ def test_emulate_virtual_clock_and_bench_console(repo_root):
         link.close()
         assert frame is not None and frame.seq == 3, "no reply within 30 s to a 60 s settle"
         assert frame.args["u"][1] < -1e-5  # the 5 g weight pulls node 13 down
+        proc.stdin.write("remove 13\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "# nothing at node 13"
+        assert main(["ports", "--json", "--timeout", "2"]) == 0
+        listed = json.loads(capsys.readouterr().out)["ports"]
+        mine = [r for r in listed if "insitu emulate" in r["description"]]
+        assert sorted(r["node"] for r in mine) == sorted(str(n) for n in ports)
+        argv = ["gradcheck", "li-mao-2024", "--port", "auto", "--load", "11:0,-0.049",
+                "--adjoint", "8:0.01,0", "--json"]  # fmt: skip
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["cosine"] > 0.999999
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    assert not list(tmp_path.glob("insitu/emulate-*.json"))  # unpublished when it stops
 
 
 def test_virtual_time_boards_on_ports_give_the_exact_gradient(net):

@@ -113,11 +113,16 @@ def run(args: argparse.Namespace) -> int:
         bd = next(b for b in net.boards if b.id == bid)
         print(f"{port}\tboard {bid}\tnode {bd.node}", flush=True)
     threading.Thread(target=_console, args=(stop, lab.world, net), daemon=True).start()
+    from insitu.deploy.discovery import publish_lab
+
+    # `insitu ports` lists these ptys, and `--port auto` takes them (with their family)
+    published = publish_lab(net.name, None if deployed else "emu", ports)
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        published.unlink(missing_ok=True)
         server.stop()
     return 0

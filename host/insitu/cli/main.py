@@ -79,10 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resolve_auto_ports(args: argparse.Namespace) -> None:
+    """``--port auto``: the ports a running ``insitu emulate`` published, and its family
+    unless --family says otherwise (deploy.discovery.auto_ports)."""
+    ports = getattr(args, "port", None)
+    if not isinstance(ports, list) or "auto" not in ports:
+        return
+    from insitu.deploy.discovery import DiscoveryError, auto_ports
+
+    try:
+        found, family = auto_ports()
+    except DiscoveryError as exc:
+        raise UserError(str(exc)) from None
+    args.port = [p for p in ports if p != "auto"] + [p for p in found if p not in ports]
+    if hasattr(args, "family") and args.family is None and family is not None:
+        args.family = family
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _resolve_auto_ports(args)
         return int(args._run(args) or 0)
     except _user_errors() as exc:
         print(f"insitu {args.command}: error: {exc}", file=sys.stderr)

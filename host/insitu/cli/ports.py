@@ -1,6 +1,7 @@
 """`insitu ports`: serial ports and the board on each, by the unique id it reports.
 
-    insitu ports                                   every port the OS lists
+    insitu ports                                   every port the OS lists, and the ptys
+                                                   of running `insitu emulate` labs
     insitu ports --port socket://lab:7000          plus these URLs
     insitu ports --network NET.toml [--map UID=3]  which network board each port is
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         identify_ports,
         list_serial_ports,
         parse_map,
+        published_labs,
         uid_table,
     )
     from insitu_node import VERSION
@@ -77,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
 
     listed = [] if args.only else list_serial_ports()
+    if not args.only:  # ptys are not in the OS's list: the emulators publish theirs
+        for lab in published_labs():
+            listed += [(p, f"insitu emulate (pid {lab['pid']}, {lab['network']})")
+                       for p in lab["ports"].values()]  # fmt: skip
     names = {d for d, _ in listed}
     ports = listed + [(u, "given") for u in dict.fromkeys(args.port) if u not in names]
     reports = identify_ports(ports, timeout=args.timeout, expect=None)

@@ -13,10 +13,14 @@ running. Nothing here writes to a board or interrupts it.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from insitu.links.base import LinkError
@@ -240,3 +244,59 @@ def identity_problem(
 
 def _addr_key(a: str) -> tuple[int, str]:
     return (int(a), "") if a.isdigit() else (1 << 30, a)
+
+
+# ------------------------------------------------------------------ ports a virtual lab publishes
+
+
+def published_dir() -> Path:
+    """Where running ``insitu emulate`` labs publish their ports: $XDG_RUNTIME_DIR/insitu
+    (per user, cleared at logout), else the temp dir's insitu-<uid>."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return Path(base) / "insitu"
+    return Path(tempfile.gettempdir()) / f"insitu-{os.getuid()}"
+
+
+def publish_lab(network: str, family: str | None, ports: Mapping[int, str]) -> Path:
+    """Announce this process's emulated boards (board id -> port); returns the file, which
+    the caller removes when its boards stop (a dead process's file is ignored anyway)."""
+    d = published_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"emulate-{os.getpid()}.json"
+    doc = {"pid": os.getpid(), "network": network, "family": family,
+           "ports": {str(b): p for b, p in ports.items()}}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+    return path
+
+
+def published_labs() -> list[dict[str, Any]]:
+    """The labs ``insitu emulate`` processes are running now (files of dead ones skipped)."""
+    labs = []
+    for path in sorted(published_dir().glob("emulate-*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            os.kill(int(doc["pid"]), 0)  # still running?
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        labs.append(doc)
+    return labs
+
+
+def auto_ports() -> tuple[list[str], str | None]:
+    """What ``--port auto`` means: the ports of the one running ``insitu emulate`` lab and the
+    family to tell the host (None: as the network file says). DiscoveryError when there is
+    none or more than one (name them with --port then)."""
+    labs = published_labs()
+    if len(labs) != 1:
+        which = ", ".join(f"pid {lab['pid']} ({lab['network']})" for lab in labs)
+        raise DiscoveryError(
+            "--port auto: no running `insitu emulate` lab (start one, or name the ports)"
+            if not labs else f"--port auto: {len(labs)} emulated labs running ({which}); "
+            "name the ports with --port"
+        )  # fmt: skip
+    lab = labs[0]
+    ports = [lab["ports"][b] for b in sorted(lab["ports"], key=int)]
+    return ports, lab.get("family")
