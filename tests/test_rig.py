@@ -189,3 +189,18 @@ def test_the_host_waits_past_the_nodes_own_measurement_deadline(net, monkeypatch
     assert seen == [rig.timeout + (300 + measure_deadline_ms(8)) / 1000.0]
     assert measure_deadline_ms(8) == 1000 + 250 * 8  # an HX711 at 10 SPS: 100 ms a sample
     assert session.measure_deadline_ms is measure_deadline_ms
+
+
+def test_rig_time_is_the_boards_clock(net):
+    """`mark_time` reads rig time off one board's ticks_ms (pings): on virtual-time boards it
+    is exactly the emulated time the phases took."""
+    lab, rig = emulated_rig(net, "realistic", seed=2)
+    t0 = lab.clock.now()
+    assert rig.mark_time() == 0.0  # the first mark anchors
+    rig.apply_forces({Port(11, 1): -0.02})
+    rig.measure("free", settle_ms=2000, n=4)
+    rig.forces_off()
+    rig.measure("free", settle_ms=2000, n=4)
+    spent = rig.mark_time()
+    assert spent >= 4.0 and spent == pytest.approx(lab.clock.now() - t0, abs=0.011)
+    assert rig.rig_seconds == spent and rig.counters.rig_ms == round(spent * 1000)

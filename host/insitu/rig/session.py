@@ -85,6 +85,7 @@ class Counters:
     corrupt: int = 0  # lines that claim to be frames but fail the codec (CRC, fields)
     events: int = 0  # unsolicited frames (boot announcements)
     loadings: int = 0  # physical phases measured (each `measure` broadcast)
+    rig_ms: int = 0  # rig time so far, on the boards' own clock (Rig.mark_time)
     by_op: dict[str, int] = field(default_factory=dict)  # requests by op (first sends)
 
     def snapshot(self) -> dict[str, Any]:
@@ -176,6 +177,7 @@ class Rig:
         self._by_addr = {node_address(bd): bd for bd in network.boards}
         self._forces_on: set[Port] = set()
         self.held: dict[str, list[int]] = {}  # address → bond slots frozen for a sensor fault
+        self._clock: tuple[str, int] | None = None  # (board, its ticks_ms) at the last mark
 
     @property
     def links(self) -> list[Link]:
@@ -643,7 +645,41 @@ class Rig:
 
     def check_boots(self) -> None:
         """One ping broadcast: RigReboot if any board restarted since connect()."""
-        self._check_boots("ping", self.broadcast("ping"))
+        replies = self.broadcast("ping")
+        self._tick(replies)
+        self._check_boots("ping", replies)
+
+    def mark_time(self) -> float:
+        """Read the boards' clock (one ping broadcast) and return the rig time so far, in
+        seconds: what the rig itself spent — settling, sampling, the wire — as one board's
+        ticks_ms counts it, whatever the boards are (a bench, MicroPython processes, virtual-
+        time emulated boards). Mark at least every few days: ticks wrap at 2**30 ms."""
+        self._tick(self.broadcast("ping"))
+        return self.counters.rig_ms / 1000.0
+
+    @property
+    def rig_seconds(self) -> float:
+        """Rig time between the first and the last ``mark_time`` (or ``check_boots``)."""
+        return self.counters.rig_ms / 1000.0
+
+    def _tick(self, replies: Mapping[str, Mapping[str, Any]]) -> None:
+        # always the same board's clock: boards' clocks are not synchronised
+        if self._clock is None:
+            stamped = sorted((a for a, p in replies.items() if "t" in p), key=_addr_key)
+            if stamped:
+                self._clock = (stamped[0], int(replies[stamped[0]]["t"]))
+            return
+        addr, last = self._clock
+        p = replies.get(addr)
+        if p is None or "t" not in p:
+            return
+        now = int(p["t"])
+        # signed difference of wrapped ticks (2**30 ms period), as a board computes it; a
+        # board that restarted counts from 0 again: re-anchor, count nothing
+        d = (now - last + (1 << 29)) % (1 << 30) - (1 << 29)
+        if d > 0:
+            self.counters.rig_ms += d
+        self._clock = (addr, now)
 
     def _check_boots(self, op: str, replies: Mapping[str, Mapping[str, Any]]) -> None:
         moved = [
