@@ -36,6 +36,11 @@ def test_bench_methods_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert rows["spsa"]["loadings_per_update"] == 2
         assert rows["pat"]["loadings_per_update"] == 1
         assert rows["fd"]["loadings_per_update_min_max"][1] == net["bonds"] + 1
+        # rig time grows with the loadings: every update spends some, FD the most per update
+        for r in rows.values():
+            assert r["rig_s_per_update"] > 0 and len(r["curve"]["rig_s"]) == 4
+            assert r["curve"]["rig_s"] == sorted(r["curve"]["rig_s"])
+        assert rows["fd"]["rig_s_per_update"] > rows["insitu"]["rig_s_per_update"]
         assert {
             "fd_over_insitu_loadings_to_target",
             "fd_over_insitu_by_target",
