@@ -81,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     args.profile = element_profile(args)
     net = load_network(args.network)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM stop the lab, even when started where SIGINT is ignored (a shell's
+    # background job inherits SIG_IGN, and Python then never raises KeyboardInterrupt)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     if args.micropython and args.clock == "virtual":
         from insitu.cli.main import UserError
 
