@@ -17,11 +17,11 @@ it, so one glitch never reaches the node while a real step is accepted one conve
 """
 
 from ..compat import const
+from .plausible import JUMP, accept
 
 _PULSES = {128: 25, 32: 26, 64: 27}  # channel A/128, channel B/32, channel A/64
 _SIGN = const(0x800000)
 _WRAP = const(0x1000000)
-_JUMP = const(1048576)  # 2**20 counts: 0.12 mm per conversion on the kit's flexure
 
 
 def _irq():
@@ -42,7 +42,7 @@ def _on(state):
 
 
 class HX711:
-    def __init__(self, dout, sck, gain=128, irq=None, jump=_JUMP):
+    def __init__(self, dout, sck, gain=128, irq=None, jump=JUMP):
         # dout, sck: pin objects with value() / value(v) (machine.Pin or a test double)
         self._din = dout.value  # bound once: calling a stored bound method does not allocate
         self._clk = sck.value
@@ -78,19 +78,7 @@ class HX711:
             en(st)
         if v & _SIGN:
             v -= _WRAP
-        prev = self._prev
-        self._prev = v
-        last = self._last
-        j = self._jump
-        if v == -1 or v == 0:  # DOUT high / low through the shift: only an exact repeat
-            ok = prev == v
-        else:  # a jump from the last accepted word needs the word before to agree
-            ok = last is None or abs(v - last) <= j or prev is not None and abs(v - prev) <= j
-        if not ok:
-            self.dropped += 1
-            return None
-        self._last = v
-        return v
+        return accept(self, v, self._jump)
 
     def power_down(self):
         self._clk(1)

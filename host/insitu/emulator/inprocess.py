@@ -13,6 +13,7 @@ import math
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from insitu.deploy.nodeconfig import Calibration, node_address, node_config
 from insitu.emulator.clock import RealClock, VirtualClock
@@ -24,8 +25,10 @@ from insitu.network.schema import Network
 from insitu_node import persist
 from insitu_node.config import from_dict
 from insitu_node.hal import board as hal_board
+from insitu_node.hal import emu
+from insitu_node.hal.emuhx import EmuHX711
 from insitu_node.hal.storage import FileStorage, MemStorage
-from insitu_node.node import Node, emulated
+from insitu_node.node import Node
 
 
 def firmware_profile(profile: str | Profile, pins: bool = False) -> Profile:
@@ -121,6 +124,20 @@ def profile_calibration(prof: Profile) -> Calibration:
     )
 
 
+def _fast_node(raw_cfg: dict, bus: Any, storage: Any, boots: int, uid: str) -> Node:
+    """A node on the emulated HAL (hal/emu.py), its HX711 channels given the HX711 driver's
+    word checks (hal/emuhx.py, the firmware's plausible.accept): the fast path in-process
+    boards keep because it reads what the pin path reads, bit for bit (tests/test_silicon.py).
+    Done here rather than in hal/emu.py, whose every byte counts on a 64 KB heap."""
+    c, h = from_dict(raw_cfg)
+    hal = emu.build(c, bus, storage, uid)
+    hal.strain = [
+        EmuHX711(bus, b["slot"]) if getattr(st, "_gated", False) else st
+        for b, st in zip(c["bonds"], hal.strain, strict=True)
+    ]
+    return Node(c, hal, h, boots)
+
+
 class InProcessLab:
     """The emulated boards of a network in this process, reachable through ``link()``."""
 
@@ -203,7 +220,7 @@ class InProcessLab:
         storage = self.storage[board_id]
         sil = self.silicon.get(board_id)
         if sil is None:
-            return emulated(cfg, self.world.bus(board_id), storage=storage, boots=boots, uid=uid)
+            return _fast_node(cfg, self.world.bus(board_id), storage, boots, uid)
         # what app/setup.py does on a board: hal/board.py with the family's pin factories
         c, h = from_dict(cfg)
         return Node(c, hal_board.build(c, silicon.Family(sil, uid), storage), h, boots)
