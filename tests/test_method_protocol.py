@@ -147,8 +147,11 @@ def test_the_run_records_its_options(tmp_path: Path, capsys: pytest.CaptureFixtu
     db = tmp_path / "s.sqlite"
     argv = [*BASE, "--method", "spsa", "--spsa-c", "0.5", "--store", str(db), "--quiet"]
     assert main([*argv, "--json", "--eval-every", "5"]) == 0
-    json.loads(capsys.readouterr().out)
+    small = json.loads(capsys.readouterr().out)
     with RunStore(db) as st:
         assert st.run(1)["config"]["options"] == {"c": 0.5}
+    assert main([*BASE, "--method", "spsa", "--no-store", "--quiet", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)  # c = 1: a different step, other numbers
+    assert small["k_final"] != default["k_final"]
     assert main(["train", "--resume", "1", "--store", str(db), "--spsa-c", "1"]) == 2
     assert "drop --spsa-c" in capsys.readouterr().err
