@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -34,7 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument("--task-csv", metavar="FILE", help="samples from a CSV file")
     which.add_argument("--task-fn", metavar="MODULE:FUNCTION", help="fn(network, seed) -> Task")
     p.add_argument("--io", help="io set of the network for --task-csv when several match")
-    p.add_argument("--method", choices=list(METHODS), default="insilico", help="training method")
+    p.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="insilico",
+        help="training method (default %(default)s; its options: the groups below)",
+    )
     p.add_argument("--epochs", type=int, help="passes over the training set (task default)")
     p.add_argument("--batch", type=int, help="samples per step (task default)")
     p.add_argument("--lr", type=float, help="learning rate, N/m per step (task default)")
@@ -119,6 +123,102 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_method_options(p)
+
+
+def _dest(flag: str) -> str:
+    return "method_" + flag.lstrip("-").replace("-", "_")
+
+
+def _method_flags() -> dict[str, list[tuple[str, Any]]]:
+    """Every method option on the command line: flag -> [(method, OptionSpec)], in the
+    order of METHODS (a flag two methods declare is one flag for both)."""
+    from insitu.trainers import METHODS, method
+
+    flags: dict[str, list[tuple[str, Any]]] = {}
+    for name in METHODS:
+        for spec in method(name).options.specs():
+            if spec.flag is not None:
+                flags.setdefault(spec.flag, []).append((name, spec))
+    return flags
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """One argument group per method, its flags built from the method's Options dataclass
+    (insitu.trainers.protocol): default and help from the field, bounds checked by it."""
+    from insitu.trainers import method
+
+    groups: dict[str, Any] = {}
+    for flag, owners in _method_flags().items():
+        name, spec = owners[0]
+        if name not in groups:
+            groups[name] = p.add_argument_group(f"--method {name}", method(name).about)
+        others = [m for m, _ in owners[1:]]
+        notes = [f"{op} {b:g}" for op, b in ((">", spec.gt), (">=", spec.ge), ("<=", spec.le))
+                 if b is not None]  # fmt: skip
+        if spec.kind is bool:
+            notes.append("default " + ("on" if spec.default else "off"))
+        elif spec.default is not None:
+            notes.append(f"default {spec.default}")
+        if others:
+            notes.append(f"also --method {', '.join(others)}")
+        text = spec.help + (f" ({'; '.join(notes)})" if notes else "")
+        kw: dict[str, Any] = {"dest": _dest(flag), "default": None, "help": text.replace("%", "%%")}
+        if spec.kind is bool:
+            kw["action"] = "store_true" if spec.default is False else argparse.BooleanOptionalAction
+        else:
+            kw["type"] = str if spec.parse is not None else spec.kind
+            if spec.choices:
+                kw["choices"] = list(spec.choices)
+            kw["metavar"] = None if spec.choices else spec.metavar or spec.name.upper()
+        groups[name].add_argument(flag, **kw)
+
+
+def _given_method_flags(args: argparse.Namespace) -> list[str]:
+    return [f for f in _method_flags() if getattr(args, _dest(f), None) is not None]
+
+
+def _options(args: argparse.Namespace, name: str) -> Any:
+    """The method's Options from its flags; a flag of another method, or a value out of its
+    bounds, is a user error naming the flag."""
+    from insitu.cli.main import UserError
+    from insitu.trainers import method
+    from insitu.trainers.protocol import OptionError
+
+    m = method(name)
+    values: dict[str, Any] = {}
+    for flag, owners in _method_flags().items():
+        v = getattr(args, _dest(flag), None)
+        if v is None:
+            continue
+        spec = next((sp for o, sp in owners if o == name), None)
+        if spec is None:
+            which = ", ".join(o for o, _ in owners)
+            raise UserError(f"{flag} goes with --method {which}, not --method {name}")
+        values[spec.name] = spec.parse(v) if spec.parse is not None else v
+    try:
+        return m.options(**values)
+    except OptionError as exc:
+        raise UserError(exc.flag_message)
+
+
+def _stored_options(name: str, record: dict[str, Any]) -> Any:
+    """A recorded run's Options (Options.record) back as values."""
+    from insitu.cli.main import UserError
+    from insitu.trainers import method
+
+    m = method(name)
+    specs = {s.name: s for s in m.options.specs()}
+    values: dict[str, Any] = {}
+    for key, v in record.items():
+        spec = specs.get(key)
+        if spec is None:
+            raise UserError(f"the run used option {key!r} of method {name}, unknown here")
+        values[key] = spec.parse(v) if spec.parse is not None and isinstance(v, str) else v
+    try:
+        return m.options(**values)
+    except ValueError as exc:
+        raise UserError(f"the run's options: {exc}")
 
 
 def _task(args: argparse.Namespace, net: Any, seed: int) -> Any:
@@ -186,13 +286,15 @@ def _gradient_epochs(text: str) -> tuple[int, ...]:
 class _Job:
     """One run of one seed: the method, its rig (if it trains on boards) and its record."""
 
-    def __init__(self, method_name: str, net: Any, task: Any, cfg: Any, settings: dict) -> None:
-        from insitu.trainers import method_module
+    def __init__(
+        self, method_name: str, net: Any, task: Any, cfg: Any, settings: dict, options: Any
+    ) -> None:
+        from insitu.trainers import method
 
         self.method_name = method_name
-        self.method = method_module(method_name)
-        self.params = inspect.signature(self.method.train).parameters
-        self.on_rig = "rig" in self.params
+        self.method = method(method_name)
+        self.on_rig = self.method.on_rig
+        self.options = options
         self.net, self.task, self.cfg, self.settings = net, task, cfg, settings
         self.profile = settings["profile"] if self.on_rig else None
         self.lab: Any = None
@@ -201,7 +303,8 @@ class _Job:
         self.recorder: Any = None
 
     def config(self) -> dict[str, Any]:
-        return {"train": asdict(self.cfg), "method": self.method_name, **self.settings}
+        return {"train": asdict(self.cfg), "method": self.method_name,
+                "options": self.options.record(), **self.settings}  # fmt: skip
 
     def port_configs(self) -> dict[int, dict]:
         """What each board on a port must be running (what `insitu flash` wrote)."""
@@ -290,15 +393,10 @@ class _Job:
                 resume=ckpt, baseline=baseline, logged=self.recorder,
             )  # fmt: skip
             callbacks.append(self.recorder)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"resume": resume, "options": self.options,
+                                  "eval_every": self.settings.get("eval_every", 1)}  # fmt: skip
         if self.on_rig:
-            kwargs["rig"] = self.rig
-            if "profile" in self.params:
-                kwargs["profile"] = self.profile
-            if "eval_every" in self.params:
-                kwargs["eval_every"] = self.settings.get("eval_every", 1)
-        if resume is not None:
-            kwargs["resume"] = resume
+            kwargs.update(rig=self.rig, profile=self.profile)
         try:
             if self.on_rig and self.settings.get("check_elements"):
                 self.check_elements(store, quiet, resumed=ckpt is not None)
@@ -357,12 +455,13 @@ def run(args: argparse.Namespace) -> int:
         settings["ports"] = list(args.port)
         settings["family"] = args.family
         settings["pins"] = args.pins
+    options = _options(args, args.method)
     store = None if args.no_store else _open_store(args)
     jobs = []
     results = []
     for seed in range(args.seed, args.seed + args.repeat):
         task = _task(args, net, seed)
-        job = _Job(args.method, net, task, _config(args, task, seed), settings)
+        job = _Job(args.method, net, task, _config(args, task, seed), settings, options)
         flash = None
         if args.port and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; drop --port")
@@ -395,10 +494,10 @@ def _resume(args: argparse.Namespace) -> int:
     from insitu.trainers import METHODS
     from insitu.trainers.common import TrainConfig
 
-    given = [f for f in _RUN_FLAGS if getattr(args, f, None) is not None]
+    given = ["--" + f.replace("_", "-") for f in _RUN_FLAGS if getattr(args, f, None) is not None]
+    given += _given_method_flags(args)  # the method's options are the run's too
     if given:
-        flag = given[0].replace("_", "-")
-        flag = "the network file" if flag == "network" else "--" + flag
+        flag = "the network file" if given[0] == "--network" else given[0]
         raise UserError(f"--resume continues the run with its own settings; drop {flag}")
     if args.check_elements:
         raise UserError("--resume checks the elements again if the run did; drop --check-elements")
@@ -416,9 +515,10 @@ def _resume(args: argparse.Namespace) -> int:
         net = parse_network(row["network_text"], f"run {rid} ({row['network_source']})")
         task = _task(argparse.Namespace(**conf["task"]), net, int(row["seed"]))
         cfg = TrainConfig(**conf["train"])
-        settings = {k: v for k, v in conf.items() if k not in ("train", "method")}
-        job = _Job(row["method"], net, task, cfg, settings)
-        if "resume" not in job.params:
+        settings = {k: v for k, v in conf.items() if k not in ("train", "method", "options")}
+        options = _stored_options(row["method"], conf.get("options") or {})
+        job = _Job(row["method"], net, task, cfg, settings, options)
+        if not job.method.resumes:
             raise UserError(f"method {row['method']} cannot resume a run")
         job.run_id = rid
         job.connect(store.run_dir(rid) / "boards")

@@ -1,14 +1,18 @@
-"""Training methods, one module each (docs/training.md).
+"""Training methods, one module each (docs/methods.md).
 
-``METHODS`` maps the ``--method`` name to the module; a method module exposes
-``train(net, task, config, callbacks=()) -> TrainResult`` (insitu.trainers.common). Modules are
-imported lazily so choosing a method does not import the others' dependencies.
+``METHODS`` maps the ``--method`` name to the module; a method module holds its ``Options``
+and its ``METHOD`` (a ``protocol.Method``), whose ``train`` is the one entry point
+(insitu.trainers.protocol). Modules are imported lazily: ``method(name)`` imports one.
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from insitu.trainers.protocol import Method
 
 METHODS: dict[str, str] = {
     "insilico": "insitu.trainers.insilico",
@@ -23,3 +27,8 @@ METHODS: dict[str, str] = {
 
 def method_module(name: str) -> ModuleType:
     return importlib.import_module(METHODS[name])
+
+
+def method(name: str) -> Method:
+    """The method record of ``--method name`` (its options, where it trains, its train)."""
+    return method_module(name).METHOD

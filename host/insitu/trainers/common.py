@@ -1,8 +1,9 @@
 """What every training method shares: its configuration, its record, and the callback seam.
 
-A method module (insitu.trainers.<method>) exposes ``train(net, task, config, callbacks=())``
-returning a ``TrainResult``. Trainers never print; progress bars, run stores and plots hook in
-through ``Callback.on_step`` / ``on_epoch`` (and ``on_start`` / ``on_end``).
+A method module (insitu.trainers.<method>) exposes ``train(net, task, config, callbacks=(),
+...)`` returning a ``TrainResult`` (the method protocol: insitu.trainers.protocol). Trainers
+never print; progress bars, run stores and plots hook in through ``Callback.on_step`` /
+``on_epoch`` (and ``on_start`` / ``on_end``).
 """
 
 from __future__ import annotations

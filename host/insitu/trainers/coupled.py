@@ -52,12 +52,12 @@ import numpy as np
 from insitu.network.schema import Network, Port
 from insitu.rig.session import Rig
 from insitu.tasks.base import MSE, Task
-from insitu.trainers import rigloop
-from insitu.trainers.common import Callback, TrainConfig
+from insitu.trainers import protocol, rigloop
+from insitu.trainers.common import TrainConfig
 from insitu.trainers.insitu import ADJOINT_PEAK_N, Phases
+from insitu.trainers.protocol import Method, option
 from insitu_node.learning.convention import adjoint_force, nudged_target
 
-METHOD = "coupled"
 ETA = 0.1  # nudge: fraction of the way from u_F to the target (docs/methods.md: bias ∝ η)
 NUDGES = ("target", "matched")
 
@@ -166,29 +166,24 @@ def loadings_per_update(
     return (3 if symmetric else 2) * batch + (n_outputs if nudge == "matched" else 0)
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-    eta: float = ETA,
-    nudge: str = "target",
-    symmetric: bool = False,
-) -> rigloop.MethodResult:
-    """Coupled learning of ``task`` on the boards behind ``rig`` (default: emulated boards).
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    eta: float = option(ETA, "nudge η, the clamp's fraction of the way from the free "
+                        "state (bias ∝ η)", gt=0.0)  # fmt: skip
+    nudge: str = option("target", "target (classic) or matched (the outputs' "
+                        "compliance; n_out more loadings per update)", choices=NUDGES)  # fmt: skip
+    symmetric: bool = option(False, "also clamp at -η and average (3 loadings per "
+                             "sample; cancels the O(η) bias of a linear network)")  # fmt: skip
 
-    ``StepInfo.grad`` is NaN: the per-bond contrast lives on the nodes.
-    """
+
+def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+    """Free and clamped phases of the batch, then ``update rule=coupled`` on every node.
+    ``StepInfo.grad`` is NaN: the per-bond contrast lives on the nodes."""
     unknown = np.full(net.n_bonds, np.nan)
 
     def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
         def step(idx: np.ndarray) -> rigloop.Step:
-            b = accumulate_batch(rig, task, idx, eta, ph, nudge, symmetric)
+            b = accumulate_batch(rig, task, idx, opts.eta, ph, opts.nudge, opts.symmetric)
             rep = rig.update(
                 rule="coupled",
                 lr=config.lr,
@@ -200,6 +195,9 @@ def train(
 
         return step
 
-    return rigloop.run(
-        METHOD, net, task, config, make_step, callbacks, rig, profile, phases, eval_every
-    )
+    return make_step
+
+
+METHOD = Method("coupled", "coupled learning: free and nudged (clamped) phases", Options,
+                step=stepper)  # fmt: skip
+train = METHOD.train

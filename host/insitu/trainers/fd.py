@@ -16,18 +16,18 @@ the host computes every per-bond gradient and commands every stiffness.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from insitu.network.schema import Board, Network
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
-from insitu.trainers import rigloop
-from insitu.trainers.common import Callback, TrainConfig
+from insitu.trainers import protocol, rigloop
+from insitu.trainers.common import TrainConfig
 from insitu.trainers.insitu import Phases
-from insitu.trainers.optim import Optimiser
+from insitu.trainers.protocol import Method, option
 
-METHOD = "fd"
 H = 1.0  # N/m, rounded to whole element steps (li-mao: 15 x 0.06875 = 1.03 N/m); docs/methods.md
 
 
@@ -142,38 +142,23 @@ def loadings_per_update(n_bonds: int, batch: int, central: bool = False) -> int:
     return 2 * batch * n_bonds if central else batch * (n_bonds + 1)
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-    h: float = H,
-    central: bool = False,
-) -> rigloop.MethodResult:
-    """Finite-difference descent on the boards behind ``rig`` (the host's optimiser)."""
-    if not h > 0:
-        raise ValueError(f"finite-difference step h must be > 0, got {h}")
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    h: float = option(H, "the finite-difference step, N/m (rounded to whole element steps)",
+                      flag="--fd-step", gt=0.0)  # fmt: skip
+    central: bool = option(False, "central differences (2 loadings per bond per sample; "
+                           "second order)")  # fmt: skip
 
-    def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
-        k = rig.stiffness()
-        opt = Optimiser(
-            net.n_bonds, config.optimiser, config.lr, config.mu, config.b1, config.b2, config.eps
-        )
 
-        def step(idx: np.ndarray) -> rigloop.Step:
-            nonlocal k
-            loss, g = gradient(rig, task, idx, k, ph, h, central)
-            k, rep = opt.step(k, g, net.k_min, net.k_max)
-            rig.set_stiffness(k)
-            return rigloop.Step(loss, g, rep.max_dk, rep.at_bound)
+def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+    """Finite-difference descent: the host's optimiser on the measured differences."""
 
-        return step
+    def estimate(rig: Rig, idx: np.ndarray, k: np.ndarray, ph: Phases) -> tuple[float, np.ndarray]:
+        return gradient(rig, task, idx, k, ph, opts.h, opts.central)
 
-    return rigloop.run(
-        METHOD, net, task, config, make_step, callbacks, rig, profile, phases, eval_every
-    )
+    return rigloop.host_steps(net, config, estimate)
+
+
+METHOD = Method("fd", "finite differences: one loading per bond per sample", Options,
+                step=stepper)  # fmt: skip
+train = METHOD.train

@@ -10,12 +10,14 @@ convention module); one optimiser step projected onto [k_min, k_max]. Linear sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from insitu.network.schema import Network
 from insitu.physics.linear import DenseEquilibrium, Equilibrium, compatibility
 from insitu.tasks.base import Task
+from insitu.trainers import protocol
 from insitu.trainers.common import (
     Callback,
     EpochRecord,
@@ -26,8 +28,9 @@ from insitu.trainers.common import (
     notify,
 )
 from insitu.trainers.optim import Optimiser
+from insitu.trainers.protocol import Method
 
-METHOD = "insilico"
+METHOD_NAME = "insilico"
 # Up to this many free DOFs a dense Cholesky beats sparse LU setup by ~30x (li-mao-2024 has 24).
 DENSE_MAX_FREE = 400
 
@@ -104,7 +107,7 @@ def train(
     )
     # a stream of its own: the task's split uses default_rng(seed) and must not correlate
     rng = np.random.default_rng([config.seed, 0x1A5])
-    result = TrainResult(METHOD, task.name, config, k.copy(), k.copy())
+    result = TrainResult(METHOD_NAME, task.name, config, k.copy(), k.copy())
     done = 0
     if resume is not None:
         result.k_init = resume.history[0].k.copy() if resume.history else k.copy()
@@ -148,3 +151,20 @@ def train(
     result.steps = step
     notify(callbacks, "on_end", result)
     return result
+
+
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    pass  # all in the config (TrainConfig): epochs, batch, lr, optimiser, seed
+
+
+def _loop(
+    net: Network, task: Task, config: TrainConfig, callbacks: Sequence[Callback],
+    ctx: protocol.Context, opts: Options,
+) -> TrainResult:  # fmt: skip
+    return train(net, task, config, callbacks, resume=ctx.resume)
+
+
+# insilico.train keeps its own signature (k0: a start other than the file's k_init)
+METHOD = Method(METHOD_NAME, "in silico: the digital twin's exact gradient, no boards", Options,
+                on_rig=False, resumes=True, loop=_loop)  # fmt: skip

@@ -19,20 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from insitu.network.schema import Network
-from insitu.rig.session import Rig
 from insitu.tasks.base import Task
-from insitu.trainers import insilico, rigloop
+from insitu.trainers import insilico, protocol, rigloop
 from insitu.trainers.common import (
     Callback,
     EpochRecord,
     StepInfo,
     TrainConfig,
-    TrainResult,
     notify,
 )
-from insitu.trainers.insitu import Phases, default_phases, evaluate
+from insitu.trainers.insitu import evaluate
+from insitu.trainers.protocol import Method
 
-METHOD = "insilico-write"
+METHOD_NAME = "insilico-write"
 
 
 @dataclass
@@ -50,25 +49,24 @@ class _Steps(Callback):
         notify(self.callbacks, "on_step", info)
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-) -> WriteResult:
-    """Train in silico from the boards' present stiffness, write it, score it on the rig."""
-    del eval_every  # the physical scores are taken twice: before and after the write
-    if phases is None:
-        phases = default_phases(net, profile)
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    pass  # insilico.train's (the config's); none of its own
+
+
+def _loop(
+    net: Network, task: Task, config: TrainConfig, callbacks: Sequence[Callback],
+    ctx: protocol.Context, opts: Options,
+) -> WriteResult:  # fmt: skip
+    """Train in silico from the boards' present stiffness, write it, score it on the rig
+    (twice: before and after the write, whatever ``ctx.eval_every``)."""
+    rig, phases = ctx.rig, ctx.phases
+    if rig is None or phases is None:
+        raise TypeError(f"{METHOD_NAME} needs a rig and phases")
     rig.tare(settle_ms=phases.settle_ms, n=phases.n)
     rig.reset(opt=True)
     k0 = rig.stiffness()
-    result = WriteResult(METHOD, task.name, config, k0.copy(), k0.copy())
+    result = WriteResult(METHOD_NAME, task.name, config, k0.copy(), k0.copy())
     notify(callbacks, "on_start", net, task, config, k0.copy())
 
     def record(epoch: int, k: np.ndarray) -> None:
@@ -79,7 +77,7 @@ def train(
         notify(callbacks, "on_epoch", rec)
 
     record(0, k0)
-    twin: TrainResult = insilico.train(net, task, config, [_Steps(callbacks)], k0=k0)
+    twin = insilico.train(net, task, config, [_Steps(callbacks)], k0=k0)
     rig.set_stiffness(twin.k_final)
     result.k_final = rig.stiffness()
     record(config.epochs, result.k_final)
@@ -89,3 +87,8 @@ def train(
     result.counters = rig.counters.snapshot()
     notify(callbacks, "on_end", result)
     return result
+
+
+METHOD = Method(METHOD_NAME, "in silico, then write the stiffnesses to the boards and score them",
+                Options, loop=_loop)  # fmt: skip
+train = METHOD.train

@@ -23,17 +23,18 @@ from typing import Any
 import numpy as np
 
 from insitu.network.schema import Network, Port
-from insitu.rig.session import Rig, RigError, UpdateSummary
+from insitu.rig.session import Rig, RigError
 from insitu.tasks.base import Task
+from insitu.trainers import protocol
 from insitu.trainers.common import (
     Callback,
     EpochRecord,
-    Resume,
     StepInfo,
     TrainConfig,
     TrainResult,
     notify,
 )
+from insitu.trainers.protocol import Context, MakeStep, Method, Step, StepFn, hyper, option
 from insitu_node.learning.convention import adjoint_force
 
 # dL/du at the outputs of one sample from its measured output displacements: (loss, grad)
@@ -116,8 +117,6 @@ def accumulate_batch(
 
 # ---------------------------------------------------------------------------- the training loop
 
-METHOD = "insitu"
-
 
 @dataclass
 class InSituResult(TrainResult):
@@ -141,22 +140,44 @@ def evaluate(rig: Rig, task: Task, idx: np.ndarray, phases: Phases) -> tuple[flo
     return float(np.mean(loss)), task.accuracy(U, idx)
 
 
-def train(
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    checkpoints: bool = option(
+        False, "every board saves a checkpoint after every update; a failed step rolls back "
+        "and is measured again", cli=False,
+    )  # fmt: skip
+
+
+def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> MakeStep:
+    """Forward and adjoint phase of every sample, then ``update rule=adjoint`` on every node.
+    ``Step.grad`` is NaN: the host never sees per-bond gradients in this method."""
+    io = net.io_set(task.io)
+    unknown = np.full(net.n_bonds, np.nan)
+
+    def make_step(rig: Rig, ph: Phases) -> StepFn:
+        def step(idx: np.ndarray) -> Step:
+            X, y = task.inputs[idx], task.targets[idx]
+            b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, ph)
+            rep = rig.update(
+                rule="adjoint", lr=config.lr, opt=config.optimiser, batch=len(X), **hyper(config)
+            )
+            return Step(b.loss, unknown, rep.max_dk, rep.frozen)
+
+        return step
+
+    return make_step
+
+
+def _loop(
     net: Network,
     task: Task,
     config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "ideal",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-    resume: Resume | None = None,
-    checkpoints: bool = False,
+    callbacks: Sequence[Callback],
+    ctx: Context,
+    opts: Options,
 ) -> InSituResult:
-    """Train ``task`` in situ on the boards behind ``rig`` (opened by the caller, e.g. with
-    ``insitu.rig.open_rig``); ``profile`` only chooses the default ``phases``. Same seed →
-    same batches as ``insilico.train``.
+    """Train ``task`` in situ on the boards behind ``ctx.rig`` (opened by the caller, e.g. with
+    ``insitu.rig.open_rig``). Same seed → same batches as ``insilico.train``.
 
     Scores (forward phases on the whole train and test sets) are recorded at epoch 0, every
     ``eval_every`` epochs and at the last one; they cost ``n_samples`` loadings each time.
@@ -173,9 +194,10 @@ def train(
     came, a board refused — every board is rolled back to the last checkpoint and the step is
     measured again, up to RECOVERIES times (docs/reliability.md).
     """
-    if phases is None:
-        phases = default_phases(net, profile)
-    io = net.io_set(task.io)
+    rig, phases, eval_every, resume = ctx.rig, ctx.phases, ctx.eval_every, ctx.resume
+    checkpoints = opts.checkpoints
+    if rig is None or phases is None:
+        raise TypeError("in-situ training needs a rig and phases")
     done = 0 if resume is None else resume.step
     if done == 0:  # resumed at step 0 too: a kill in the first save leaves boards unsaved
         rig.tare(settle_ms=phases.settle_ms, n=phases.n)
@@ -186,14 +208,14 @@ def train(
         rig.reset()
     k = rig.stiffness()
     rng = np.random.default_rng([config.seed, 0x1A5])  # as insilico.train: same batches
-    result = InSituResult(METHOD, task.name, config, k.copy(), k.copy())
+    result = InSituResult("insitu", task.name, config, k.copy(), k.copy())
     if resume is not None:
         result.history = list(resume.history)
         if resume.history:
             result.k_init = resume.history[0].k.copy()
     notify(callbacks, "on_start", net, task, config, k.copy())
     unknown = np.full(net.n_bonds, np.nan)
-    hyper = {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
+    step_fn = stepper(net, task, config, opts)(rig, phases)
 
     def record(epoch: int) -> None:
         kk = rig.stiffness()
@@ -206,12 +228,11 @@ def train(
 
     ckpt = done
 
-    def one_step(X: np.ndarray, y: np.ndarray, nxt: int) -> tuple[BatchResult, UpdateSummary]:
-        b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, phases)
-        rep = rig.update(rule="adjoint", lr=config.lr, opt=config.optimiser, batch=len(X), **hyper)
+    def one_step(idx: np.ndarray, nxt: int) -> Step:
+        s = step_fn(idx)
         if checkpoints:
             rig.save(nxt)
-        return b, rep
+        return s
 
     def guarded(what: Callable[..., Any], *args: Any) -> Any:
         """Run one step (or a score) and, with checkpoints, recover from what broke it."""
@@ -243,14 +264,13 @@ def train(
                 step += 1
                 continue
             idx = order[start : start + config.batch]
-            X, y = task.inputs[idx], task.targets[idx]
-            b, rep = guarded(one_step, X, y, step + 1)
+            s = guarded(one_step, idx, step + 1)
             step += 1
             ckpt = step
             notify(
                 callbacks,
                 "on_step",
-                StepInfo(epoch, step, idx, b.loss, unknown, unknown, rep.max_dk, rep.frozen),
+                StepInfo(epoch, step, idx, s.loss, unknown, unknown, s.max_dk, s.frozen),
             )
         due = epoch == config.epochs or epoch % max(1, eval_every) == 0
         if due and epoch > result.history[-1].epoch:
@@ -286,3 +306,10 @@ def settle_ms_for(net: Network, profile: Any) -> int:
     if profile == "ideal":
         return 0
     return int(round(10 * net.relaxation_time * 1000))
+
+
+METHOD = Method(
+    "insitu", "in-situ backpropagation: forward and adjoint phases, the nodes compute their "
+    "gradient", Options, profile="ideal", resumes=True, loop=_loop, step=stepper,
+)  # fmt: skip
+train = METHOD.train

@@ -19,20 +19,18 @@ differs from the true gradient; the measured forward keeps the loss itself hones
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from insitu.network.schema import Network
+from insitu.network.schema import Network, load_network
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
-from insitu.trainers import rigloop
-from insitu.trainers.common import Callback, TrainConfig
+from insitu.trainers import protocol, rigloop
+from insitu.trainers.common import TrainConfig
 from insitu.trainers.insilico import Model
 from insitu.trainers.insitu import Phases
-from insitu.trainers.optim import Optimiser
-
-METHOD = "pat"
+from insitu.trainers.protocol import Method, option
 
 
 def twin_gradient(
@@ -52,38 +50,25 @@ def loadings_per_update(batch: int) -> int:
     return batch
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-    twin: Network | None = None,
-) -> rigloop.MethodResult:
-    """PAT on the boards behind ``rig``; ``twin`` is the network the host models (default:
-    ``net`` itself — pass a perturbed copy to study model mismatch)."""
-    model = Model(twin or net, task)
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    twin: Network | None = option(None, "the network file the host models (default: the "
+                                  "trained network; another file studies model mismatch)",
+                                  kind=str, metavar="FILE", parse=load_network)  # fmt: skip
 
-    def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
-        k = rig.stiffness()  # from here on the host tracks what it commands
-        opt = Optimiser(
-            net.n_bonds, config.optimiser, config.lr, config.mu, config.b1, config.b2, config.eps
-        )
 
-        def step(idx: np.ndarray) -> rigloop.Step:
-            nonlocal k
-            loss, U = rigloop.batch_outputs(rig, task, idx, ph)
-            g = twin_gradient(model, k, idx, U)
-            k, rep = opt.step(k, g, net.k_min, net.k_max)
-            rig.set_stiffness(k)
-            return rigloop.Step(loss, g, rep.max_dk, rep.at_bound)
+def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+    """Forward phases on the rig, backward through the twin (``opts.twin``, default ``net``
+    itself), the host's optimiser, ``set`` on every board."""
+    model = Model(opts.twin or net, task)
 
-        return step
+    def estimate(rig: Rig, idx: np.ndarray, k: np.ndarray, ph: Phases) -> tuple[float, np.ndarray]:
+        loss, U = rigloop.batch_outputs(rig, task, idx, ph)
+        return loss, twin_gradient(model, k, idx, U)
 
-    return rigloop.run(
-        METHOD, net, task, config, make_step, callbacks, rig, profile, phases, eval_every
-    )
+    return rigloop.host_steps(net, config, estimate)
+
+
+METHOD = Method("pat", "physics-aware training: physical forward, digital-twin backward",
+                Options, step=stepper)  # fmt: skip
+train = METHOD.train

@@ -19,7 +19,15 @@ from insitu.network.schema import Network
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
 from insitu.trainers.common import Callback, EpochRecord, StepInfo, TrainConfig, notify
-from insitu.trainers.insitu import InSituResult, Phases, default_phases, evaluate, forward
+from insitu.trainers.insitu import InSituResult, Phases, evaluate, forward
+from insitu.trainers.optim import Optimiser
+from insitu.trainers.protocol import Context, MakeStep, Step, StepFn, hyper
+
+__all__ = ["MakeStep", "MethodResult", "Step", "StepFn", "batch_outputs", "host_steps", "hyper",
+           "run"]  # fmt: skip
+
+# (rig, batch, k the boards hold, phases) -> (batch-mean loss, dL/dk): the host's estimate
+HostGradient = Callable[[Rig, np.ndarray, np.ndarray, Phases], tuple[float, np.ndarray]]
 
 
 @dataclass
@@ -39,26 +47,6 @@ class MethodResult(InSituResult):
         return d
 
 
-@dataclass(frozen=True)
-class Step:
-    """What one mini-batch step reports back to the loop."""
-
-    loss: float  # batch-mean loss measured before the step (method's own estimate)
-    grad: np.ndarray  # per-bond gradient if the host knows one, NaN where it does not
-    max_dk: float
-    frozen: int
-
-
-StepFn = Callable[[np.ndarray], Step]
-# (rig, phases) -> step function; called once, after tare, so it can read the start state
-MakeStep = Callable[[Rig, Phases], StepFn]
-
-
-def hyper(config: TrainConfig) -> dict[str, float]:
-    """Optimiser hyper-parameters as the `update` broadcast takes them."""
-    return {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
-
-
 def batch_outputs(
     rig: Rig, task: Task, idx: np.ndarray, phases: Phases, tag: int = 0
 ) -> tuple[float, np.ndarray]:
@@ -69,6 +57,29 @@ def batch_outputs(
     return float(np.mean(loss)), U
 
 
+def host_steps(net: Network, config: TrainConfig, gradient: HostGradient) -> MakeStep:
+    """The step of a method whose host estimates the gradient and commands every stiffness
+    (FD, PAT): ``gradient`` at the stiffness the host last commanded, the host's optimiser
+    (identical to the nodes'), then ``set`` on every board."""
+
+    def make_step(rig: Rig, ph: Phases) -> StepFn:
+        k = rig.stiffness()  # from here on the host tracks what it commands
+        opt = Optimiser(
+            net.n_bonds, config.optimiser, config.lr, config.mu, config.b1, config.b2, config.eps
+        )
+
+        def step(idx: np.ndarray) -> Step:
+            nonlocal k
+            loss, g = gradient(rig, idx, k, ph)
+            k, rep = opt.step(k, g, net.k_min, net.k_max)
+            rig.set_stiffness(k)
+            return Step(loss, g, rep.max_dk, rep.at_bound)
+
+        return step
+
+    return make_step
+
+
 def run(
     method: str,
     net: Network,
@@ -76,15 +87,13 @@ def run(
     config: TrainConfig,
     make_step: MakeStep,
     callbacks: Sequence[Callback],
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
+    ctx: Context,
 ) -> MethodResult:
-    """Train with ``make_step``'s method on ``rig`` (opened by the caller); ``profile`` only
-    chooses the default ``phases`` (tare_every is insitu.train's alone: this loop tares once)."""
-    if phases is None:
-        phases = default_phases(net, profile)
+    """Train with ``make_step``'s method on ``ctx.rig`` (opened by the caller) with
+    ``ctx.phases`` (tare_every is the in-situ loop's alone: this loop tares once)."""
+    rig, phases, eval_every = ctx.rig, ctx.phases, ctx.eval_every
+    if rig is None or phases is None:
+        raise TypeError(f"method {method}: the rig loop needs a rig and phases")
     rig.tare(settle_ms=phases.settle_ms, n=phases.n)
     rig.reset(opt=True)
     k = rig.stiffness()

@@ -20,19 +20,19 @@ the number of bonds: SPSA needs many more steps than a gradient method (docs/met
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from insitu.network.schema import Network
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
-from insitu.trainers import rigloop
-from insitu.trainers.common import Callback, TrainConfig
+from insitu.trainers import protocol, rigloop
+from insitu.trainers.common import TrainConfig
 from insitu.trainers.insitu import Phases
+from insitu.trainers.protocol import Method, option
 from insitu_node.learning import spsa as spsa_rule
 
-METHOD = "spsa"
 C = 1.0  # perturbation, N/m (0.7 % of the li-mao range's middle; well above element resolution)
 SEED_MAX = 999_999_999  # the protocol's bound on `perturb seed`
 
@@ -49,22 +49,17 @@ def loadings_per_update(batch: int) -> int:
     return 2 * batch
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    *,
-    rig: Rig,
-    profile: str = "realistic",
-    phases: Phases | None = None,
-    eval_every: int = 1,
-    c: float = C,
-) -> rigloop.MethodResult:
-    """SPSA on the boards behind ``rig``; ``config.lr`` and ``config.optimiser`` are the
-    nodes' (Adam: each bond moves ~lr per step in the direction of its ±1 estimate)."""
-    if not c > 0:
-        raise ValueError(f"SPSA perturbation c must be > 0, got {c}")
+@dataclass(frozen=True)
+class Options(protocol.Options):
+    c: float = option(C, "the perturbation c, N/m (each bond moves ±c)", flag="--spsa-c",
+                      gt=0.0)  # fmt: skip
+
+
+def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+    """``perturb`` ±c, forward phases of the batch each way, ``update rule=spsa`` on the nodes
+    (``config.lr`` and ``config.optimiser`` are the nodes'; Adam: each bond moves ~lr per step
+    in the direction of its ±1 estimate)."""
+    c = opts.c
     seeds = np.random.default_rng([config.seed, 0x5B5A])
 
     def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
@@ -87,6 +82,9 @@ def train(
 
         return step
 
-    return rigloop.run(
-        METHOD, net, task, config, make_step, callbacks, rig, profile, phases, eval_every
-    )
+    return make_step
+
+
+METHOD = Method("spsa", "SPSA kept local: a seed and two losses per update", Options,
+                step=stepper)  # fmt: skip
+train = METHOD.train
