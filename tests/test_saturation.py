@@ -99,6 +99,19 @@ def test_gradcheck_reports_saturated_bonds(capsys):
     assert "saturated gauges" in text and "1-6, 5-9, 6-10, 7-11, 8-11, 9-12" in text
 
 
+def test_a_load_beyond_the_actuator_is_one_line_exit_2(capsys):
+    """A load the board's actuator cannot make is refused by the board; the command says which
+    board refused what, in one line, exit 2 (was a RigError traceback)."""
+    args = ["gradcheck", str(LI_MAO), "--load", "11:0,-3", "--adjoint", "13:0,0.01"]
+    assert main([*args, "--profile", "realistic", "--json"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert cap.err == (
+        "insitu gradcheck: error: board 11 (node 11) refused force: "
+        "f: beyond actuator range 0.5 N\n"
+    )
+
+
 def test_gradcheck_within_range_reports_nothing(capsys):
     """The issue's 5 g loading stays within full scale on the realistic bench."""
     args = ["gradcheck", str(LI_MAO), "--profile", "realistic", "--json"]

@@ -47,6 +47,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, NetworkError, MechanismError, ConvergenceError, FileNotFoundError)
 
 
+def _rig_errors() -> tuple[type[BaseException], ...]:
+    from insitu.rig.session import RigError
+
+    return (RigError,)
+
+
 def check_files(
     command: str, files: Sequence[str], load: Callable[[str], Any], describe: Callable[[Any], str]
 ) -> int:
@@ -105,6 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"insitu {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except _rig_errors() as exc:
+        # a board refused what it was asked (a load beyond its actuator, a state it forbids):
+        # the command's input was wrong, so status 2 like any user error; a rig that stopped
+        # answering is a failure of the rig, status 1, still one line
+        from insitu.rig.session import Refused
+
+        print(f"insitu {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, Refused) else 1
     except KeyboardInterrupt:
         print(f"insitu {args.command}: interrupted", file=sys.stderr)
         return 130

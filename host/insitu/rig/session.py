@@ -41,6 +41,11 @@ class RigError(RuntimeError):
     """A board is missing, refused a request, or is not the board the network file expects."""
 
 
+class Refused(RigError):
+    """A board answered a request with an error reply: the request's value was out of its
+    range or its state forbids it (``field`` and ``reason`` are the board's words)."""
+
+
 class RequestError(ValueError):
     """A request the firmware's schema (insitu_node.protocol.messages) does not have: an
     unknown op, a misspelt or missing argument. A bug on the host, found before sending."""
@@ -269,7 +274,7 @@ class Rig:
             f = replies[addr]
             if f.op == "err":
                 field_, reason = f.args.get("field", "?"), f.args.get("reason", "?")
-                raise RigError(f"{self._name(addr)} refused {op}: {field_}: {reason}")
+                raise Refused(f"{self._name(addr)} refused {op}: {field_}: {reason}")
 
     def _name(self, addr: str) -> str:
         bd = self._by_addr.get(addr)
