@@ -31,15 +31,15 @@ class _Seen(Exception):
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
-    """Replace method ``name``'s step (or loop) with one that records its Options."""
+    """Replace method ``name``'s plan with one that records its Options."""
     seen: list[Any] = []
     m = method(name)
 
     def record(*args: Any) -> Any:
-        seen.append(args[-1])  # step(net, task, config, opts), loop(..., ctx, opts)
+        seen.append(args[-1])  # plan(net, task, config, opts)
         raise _Seen
 
-    spied = replace(m, loop=record) if m.loop is not None else replace(m, step=record)
+    spied = replace(m, plan=record)
     monkeypatch.setattr(method_module(name), "METHOD", spied)
     return seen
 
@@ -57,8 +57,22 @@ def test_every_method_is_a_method_record() -> None:
         m = method(name)
         assert isinstance(m, Method) and m.name == name
         assert issubclass(m.options, Options)
-        assert (m.step is not None) or (m.loop is not None)
+        assert m.plan is not None
         m.options()  # every option has a default
+
+
+def test_each_method_says_where_its_state_lives_as_its_plan_does() -> None:
+    """Method.holds (what a resume matches boards by) is its Plan's holds."""
+    from insitu.network.schema import load_network
+    from insitu.tasks import make_task
+    from insitu.trainers.common import TrainConfig
+
+    net = load_network("li-mao-2024")
+    task = make_task("iris", net, 0)
+    for name in METHODS:
+        m = method(name)
+        plan = m.plan(net, task, TrainConfig(epochs=1), m.options())
+        assert plan.holds == m.holds, name
 
 
 def test_help_shows_each_methods_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,7 +99,7 @@ def test_help_shows_each_methods_options(capsys: pytest.CaptureFixture[str]) -> 
         ("fd", ["--central"], {"h": 1.0, "central": True}),
         ("spsa", ["--spsa-c", "2.5"], {"c": 2.5}),
         ("coupled", [], {"eta": 0.1, "nudge": "target", "symmetric": False}),
-        ("insitu", [], {"checkpoints": False}),
+        ("insitu", [], {}),
     ],
 )
 def test_a_flag_reaches_its_method(
@@ -155,3 +169,20 @@ def test_the_run_records_its_options(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert small["k_final"] != default["k_final"]
     assert main(["train", "--resume", "1", "--store", str(db), "--spsa-c", "1"]) == 2
     assert "drop --spsa-c" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_reports_loadings_and_rig_seconds(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`insitu train --json`: the loadings and the rig time (the boards' own clock) of every
+    method; in silico spends neither."""
+    args = ["train", "li-mao-2024", "--task", "behaviour", "--method", name, "--epochs", "1",
+            "--profile", "realistic", "--no-store", "--quiet", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    if name == "insilico":
+        assert out["loadings"] == 0 and out["rig_seconds"] == 0.0
+    else:  # a realistic loading settles 10 tau = 2 s on li-mao
+        assert out["loadings"] >= 2 and out["rig_seconds"] >= 2.0 * out["loadings"]
+    print(f"\n{name}: {out['loadings']} loadings, {out['rig_seconds']:.1f} rig s")

@@ -58,7 +58,7 @@ def test_faulty_links_give_the_clean_stiffness_exactly(net, task, clean):
         net, lambda lab, ln: FaultyLink(ln, corrupt=0.01, drop_line=0.01, seed=1), retries=60
     )
     cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
-    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoints=True)
+    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoint_every=1, recover=5)
     assert np.array_equal(r.k_final, clean.k_final)
     assert r.final.test_accuracy == clean.final.test_accuracy
     c = r.counters
@@ -135,7 +135,7 @@ def test_node_reboot_mid_phase_rolls_back_and_matches_clean(net, task, clean):
         lambda lab, ln: Trigger(ln, "measure", {n: lambda: lab.reboot(2) for n in (5, 50, 120)}),
     )
     cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
-    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoints=True)
+    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoint_every=1, recover=5)
     assert link.fired == 3 and r.recoveries == 3
     assert rig.boards["2"].boots == 4
     assert np.array_equal(r.k_final, clean.k_final)
@@ -150,7 +150,7 @@ def test_reboot_between_update_and_save_and_during_update(net, task, clean):
         net, lambda lab, ln: Trigger(ln, "update", {n: lambda: lab.reboot(5) for n in (1, 3)})
     )
     cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
-    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoints=True)
+    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoint_every=1, recover=5)
     assert link.fired == 2 and r.recoveries >= 2
     assert np.array_equal(r.k_final, clean.k_final)
 
@@ -166,7 +166,7 @@ def test_stuck_and_dead_sensors_found_frozen_and_reported(net, task):
     # both gauges fail after the scores at epoch 0 (measure #42 is step 1's first phase)
     lab, rig, _ = _rig(net, lambda lab, ln: Trigger(ln, "measure", {42: lambda: fail(lab)}))
     cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
-    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoints=True)
+    r = insitu.train(net, task, cfg, rig=rig, eval_every=2, checkpoint_every=1, recover=5)
     kinds = {(a, e["ch"]): e["kind"] for a, e in rig.events if e.get("ev") == "fault"}
     assert kinds == {(str(bd.id), 0): "stuck", (str(bd.id), 1): "dead"}
     assert rig.held[str(bd.id)] == [0, 1]
@@ -200,19 +200,21 @@ def test_reboot_just_before_a_snapshot_save_never_relabels_a_checkpoint(net, tas
     into the previous checkpoint and must not save that state under the new label (it refuses:
     `step: state is checkpoint 1`). Resume then finds that checkpoint on every board."""
     from insitu.store import RunStore
-    from insitu.store.recorder import Recorder, board_checkpoint
+    from insitu.store.recorder import Recorder, checkpoints
+    from insitu.trainers.loop import rejoin
 
     lab, rig, link = _rig(
         net, lambda lab, ln: Trigger(ln, "save", {3: lambda: lab.reboot(2)}, before=True)
     )
     with RunStore(tmp_path / "s.sqlite") as store:
         run = store.create_run("insitu", task.name, 0, {}, net, "ideal")
-        rec = Recorder(store, run, rig=rig, snapshot_every=1)
+        rec = Recorder(store, run, rig=rig)
         cfg = TrainConfig(epochs=2, seed=0, lr=3.0)
         with pytest.raises(RigError, match="state is checkpoint 1"):
-            insitu.train(net, task, cfg, callbacks=[rec], rig=rig, eval_every=2)
+            insitu.train(net, task, cfg, callbacks=[rec], rig=rig, eval_every=2,
+                         checkpoint_every=1)  # fmt: skip
         assert link.fired == 1
         rig.recover(None)
-        ckpt = board_checkpoint(store, run, rig)
+        ckpt = rejoin(rig, checkpoints(store, run))
     assert ckpt.step == 1  # snapshots 0, 1, 2 in the store; board 2 never held 2
     assert {i["step"] for i in rig.broadcast("identify").values()} == {1}

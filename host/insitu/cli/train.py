@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -93,9 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--recover",
         type=int,
         metavar="N",
-        help="boards: when a board restarts or stops answering mid-run, continue from the last "
-        "checkpoint in place, up to N times (default 3; 0 = stop, resume by hand; with "
-        "--resume: instead of the run's own setting)",
+        help="boards: when a board restarts or stops answering mid-run, go back to the last "
+        "checkpoint in place and go on, up to N times from one checkpoint (default 3; 0 = "
+        "stop, resume by hand; with --resume: instead of the run's own setting)",
     )
     p.add_argument(
         "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
@@ -283,6 +284,18 @@ def _gradient_epochs(text: str) -> tuple[int, ...]:
         raise UserError(f"--gradient-epochs takes epoch numbers like 0,-1, not {text!r}")
 
 
+class _Recovering:
+    """Says on stderr when the training loop went back to a checkpoint in place."""
+
+    def __init__(self, run_id: int | None) -> None:
+        self.run_id = run_id
+
+    def on_recover(self, step: int, error: str, rebooted: Any) -> None:
+        run = f"run {self.run_id}" if self.run_id is not None else "the run"
+        print(f"insitu train: {error}; {run} continues from its last checkpoint (step {step})",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
 class _Job:
     """One run of one seed: the method, its rig (if it trains on boards) and its record."""
 
@@ -320,7 +333,16 @@ class _Job:
         except (FlashError, ValueError) as exc:
             raise UserError(str(exc))
 
-    def connect(self, flash_dir: Path | None) -> None:
+    def connect(self, flash_dir: Path | None, fresh: bool = False) -> None:
+        """Open the boards; a ``fresh`` run puts them at the stiffness it declares (the
+        file's k_init), whatever an earlier run left on them."""
+        self._open(flash_dir)
+        if fresh and self.rig is not None:
+            k0 = np.clip(self.net.k_init, self.net.k_min, self.net.k_max)
+            if not np.array_equal(self.rig.stiffness(), k0):
+                self.rig.set_stiffness(k0)
+
+    def _open(self, flash_dir: Path | None) -> None:
         from insitu.rig.lab import open_rig
 
         if self.on_rig and self.settings.get("ports"):
@@ -369,11 +391,14 @@ class _Job:
         if not quiet or report.stuck:
             print("\n".join(report.lines()), file=sys.stderr, flush=True)
 
-    def execute(self, store: Any, quiet: bool, resume: Any = None, ckpt: Any = None) -> Any:
+    def execute(self, store: Any, quiet: bool, recover: int, resume: Any = None,
+                ckpt: Any = None) -> Any:  # fmt: skip
+        """Train (or continue) the run. Recorded or not, the loop does the same to the boards
+        — checkpoints, gradient checks — so a stored run equals an unstored one bit for bit;
+        the store only adds its rows."""
         from insitu.cli.progress import Progress
         from insitu.rig.lab import truth_gradient
         from insitu.store.recorder import Recorder, mark_failed
-        from insitu.trainers.insitu import default_phases
 
         rig = self.rig
         baseline = (0, 0)
@@ -381,22 +406,21 @@ class _Job:
             baseline = (int(rig.counters.loadings), int(rig.counters.sent))
         steps = -(-self.task.train.size // self.cfg.batch)
         callbacks: list[Any] = [] if quiet else [Progress(self.cfg.epochs, steps)]
+        callbacks.append(_Recovering(self.run_id))
         if store is not None:
-            phases = default_phases(self.net, self.profile) if self.on_rig else None
-            grads = tuple(self.settings.get("gradient_epochs", ()))
-            self.recorder = Recorder(
-                store, self.run_id, rig=self.rig,
-                truth=truth_gradient(self.lab)
-                if self.lab is not None and self.method_name == "insitu" else None,
-                phases=phases,
-                snapshot_every=self.settings.get("snapshot_every", 0), gradient_epochs=grads,
-                resume=ckpt, baseline=baseline, logged=self.recorder,
-            )  # fmt: skip
+            self.recorder = Recorder(store, self.run_id, rig=rig, resume=ckpt, baseline=baseline)
             callbacks.append(self.recorder)
-        kwargs: dict[str, Any] = {"resume": resume, "options": self.options,
-                                  "eval_every": self.settings.get("eval_every", 1)}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "resume": resume, "options": self.options,
+            "eval_every": self.settings.get("eval_every", 1),
+            "checkpoint_every": int(self.settings.get("snapshot_every", 0)),
+            "recover": recover if self.on_rig else 0,
+        }  # fmt: skip
         if self.on_rig:
-            kwargs.update(rig=self.rig, profile=self.profile)
+            kwargs.update(rig=rig, profile=self.profile)
+            grads = tuple(self.settings.get("gradient_epochs", ()))
+            if self.lab is not None and self.method_name == "insitu" and grads:
+                kwargs.update(truth=truth_gradient(self.lab), gradient_epochs=grads)
         try:
             if self.on_rig and self.settings.get("check_elements"):
                 self.check_elements(store, quiet, resumed=ckpt is not None)
@@ -414,11 +438,18 @@ class _Job:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return _resume(args)
+    net, results, jobs, store = train_runs(args)
+    return report(args, net, results, jobs, store)
+
+
+def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
+    """The runs `insitu train ARGS` asks for (one per seed): (network, results, jobs, store).
+    ``args.period_ms``, if set, is the emulated boards' control period (`insitu demo`)."""
     from insitu.cli.main import UserError
     from insitu.network.schema import load_network
 
-    if args.resume is not None:
-        return _resume(args)
     args.profile = element_profile(args)
     if args.network is None:
         raise UserError("give a network file (or --resume RUN)")
@@ -441,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
         "eval_every": args.eval_every,
         "snapshot_every": args.snapshot_every,
         "gradient_epochs": list(_gradient_epochs(args.gradient_epochs)),
-        "period_ms": PERIOD_MS,
+        "period_ms": int(getattr(args, "period_ms", None) or PERIOD_MS),
         "network_file": str(Path(net.source).resolve()),  # a bundled name resolves to its file
         "calibrate": bool(args.calibrate),
         "uncalibrated": bool(args.uncalibrated),
@@ -481,10 +512,13 @@ def run(args: argparse.Namespace) -> int:
                 args.method, task.name, seed, job.config(), net, job.profile, hashes
             )
             flash = store.run_dir(job.run_id) / "boards"
-        job.connect(flash)
+            # a new run's emulated boards start from an empty flash: never from a run that
+            # had this id in a store deleted since, or in another store of this directory
+            shutil.rmtree(flash, ignore_errors=True)
+        job.connect(flash, fresh=True)
         results.append(_train(job, store, args.quiet, args.recover))
         jobs.append(job)
-    return _report(args, net, results, jobs, store)
+    return net, results, jobs, store
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -518,8 +552,6 @@ def _resume(args: argparse.Namespace) -> int:
         settings = {k: v for k, v in conf.items() if k not in ("train", "method", "options")}
         options = _stored_options(row["method"], conf.get("options") or {})
         job = _Job(row["method"], net, task, cfg, settings, options)
-        if not job.method.resumes:
-            raise UserError(f"method {row['method']} cannot resume a run")
         job.run_id = rid
         job.connect(store.run_dir(rid) / "boards")
     except StoreError as exc:
@@ -530,30 +562,34 @@ def _resume(args: argparse.Namespace) -> int:
         raise UserError(f"--recover must be >= 0, got {recover}")
     result = _continue(job, store, args.quiet, ckpt, recover)
     args.repeat, args.seed = 1, int(row["seed"])
-    return _report(args, net, [result], [job], store)
+    return report(args, net, [result], [job], store)
 
 
 def _checkpoint(job: _Job, store: Any) -> Any:
     """The checkpoint run ``job.run_id`` continues from (None: start again), with every board
-    put back at it."""
+    put back at it (trainers.loop.rejoin)."""
     from insitu.cli.main import UserError
+    from insitu.rig import RigError
     from insitu.store import StoreError
-    from insitu.store.recorder import board_checkpoint, find_checkpoint
+    from insitu.store.recorder import checkpoints
+    from insitu.trainers.loop import NoCheckpoint, rejoin
 
     rid = job.run_id
+    stored = {c.step: c for c in store.checkpoints(rid)}
+    if not stored:
+        return None  # killed before its first checkpoint: start again (no board saved)
     try:
-        if next(store.checkpoints(rid), None) is None:
-            return None  # killed before its first checkpoint: start again (no board saved)
-        if job.on_rig:
-            return board_checkpoint(store, rid, job.rig)  # every board put back at it
-        return find_checkpoint(store, rid)
-    except StoreError as exc:
+        if job.on_rig and any(c.on_boards for c in stored.values()):
+            return stored[rejoin(job.rig, checkpoints(store, rid), job.method.holds).step]
+        return next(iter(stored.values()))  # the newest
+    except NoCheckpoint as exc:
+        raise UserError(f"run {rid}: {exc}")
+    except (StoreError, RigError) as exc:
         raise UserError(str(exc))
 
 
-def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int, auto: str = "") -> Any:
-    """Train run ``job.run_id`` on from checkpoint ``ckpt`` (a resume event says from where
-    and why), recovering in place from rig errors as `_train` does."""
+def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int) -> Any:
+    """Train run ``job.run_id`` on from checkpoint ``ckpt`` (a resume event says from where)."""
     from insitu.store.recorder import resume_from
 
     rid = job.run_id
@@ -570,8 +606,6 @@ def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int, auto:
     store.set_status(rid, "running")
     detail = {"from_step": start, "redo_steps": max(0, last - start), "pid": os.getpid(),
               "boots": boots}  # fmt: skip
-    if auto:
-        detail["after"] = auto  # an in-place recovery, not a resume by hand
     store.add_event(rid, "resume", detail, start)
     return _train(job, store, quiet, recover, resume=resume, ckpt=ckpt)
 
@@ -579,32 +613,22 @@ def _continue(job: _Job, store: Any, quiet: bool, ckpt: Any, recover: int, auto:
 def _train(
     job: _Job, store: Any, quiet: bool, recover: int, resume: Any = None, ckpt: Any = None
 ) -> Any:
-    """job.execute; on a rig error (a board restarted, a reply lost after the retries, a
-    sensor that timed out) of a recorded run on boards, every board's boot count is taken
-    again and the run continues from its last checkpoint, up to ``recover`` times."""
+    """job.execute. A rig error (a board restarted, a reply lost after the retries, a sensor
+    that timed out) is recovered from in place by the training loop, up to ``recover``
+    rollbacks from one checkpoint; past that the run stops, to be resumed by hand."""
     from insitu.cli.main import UserError
     from insitu.rig import RigError
 
     try:
-        return job.execute(store, quiet, resume=resume, ckpt=ckpt)
+        return job.execute(store, quiet, recover, resume=resume, ckpt=ckpt)
     except RigError as exc:
         if store is None or not job.on_rig:
             raise UserError(str(exc))
-        if recover <= 0:
-            raise UserError(f"{exc}; run {job.run_id} stopped, continue it with "
-                            f"insitu train --resume {job.run_id}")  # fmt: skip
-        print(f"insitu train: {exc}; run {job.run_id} continues from its last checkpoint "
-              f"({recover - 1} more recoveries allowed)", file=sys.stderr, flush=True)  # fmt: skip
-        try:
-            job.rig.recover(None)  # boot counts taken again, forces off, clamps released
-            ckpt = _checkpoint(job, store)
-        except RigError as again:
-            raise UserError(f"{again}; run {job.run_id} stopped, continue it with "
-                            f"insitu train --resume {job.run_id}")  # fmt: skip
-        return _continue(job, store, quiet, ckpt, recover - 1, auto=str(exc))
+        raise UserError(f"{exc}; run {job.run_id} stopped, continue it with "
+                        f"insitu train --resume {job.run_id}")  # fmt: skip
 
 
-def _report(args: argparse.Namespace, net: Any, results: list, jobs: list, store: Any) -> int:
+def report(args: argparse.Namespace, net: Any, results: list, jobs: list, store: Any) -> int:
     if len(results) == 1:
         r, job = results[0], jobs[0]
         out: dict[str, Any] = {"run": job.run_id, **r.summary()}

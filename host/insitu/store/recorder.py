@@ -1,64 +1,41 @@
 """Recording a run as it trains (a trainer Callback) and finding where to resume it.
 
-``Recorder`` writes every step, every epoch's scores, snapshots (checkpoints) and the rig's
-events to a RunStore, one committed row at a time. A snapshot is taken after step 0 (the start),
-every ``snapshot_every`` steps and at every epoch's last step. For a rig-based run a snapshot is
-also a checkpoint on the boards: the store row is committed first, then every board is told to
-``save step=s`` to its flash — so the boards' flash is never ahead of the store. A node keeps
-its newest two checkpoints; after a crash between the row and the save, or in the middle of
-the save broadcast, every board still holds the previous checkpoint, which
-``board_checkpoint`` finds and puts every board back at.
+``Recorder`` only records: every step, every epoch's scores, the checkpoints the training
+loop takes (``on_checkpoint``: one committed row each — the loop tells the boards to save
+only after this row is in, trainers/loop.py), the gradient checks, in-place recoveries and
+the rig's events (faults the session recovered from, frames the boards sent), one committed
+row at a time. It never sends anything to a board.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from insitu.store.db import Checkpoint, RunStore, StoreError
-from insitu.trainers.common import Callback, EpochRecord, Resume, StepInfo, TrainConfig
+from insitu.store.db import Checkpoint, RunStore
+from insitu.trainers.common import (
+    Callback,
+    EpochRecord,
+    GradientCheck,
+    Resume,
+    Snapshot,
+    StepInfo,
+    TrainConfig,
+)
 
 # Rig counters whose growth is logged as an event (faults the session recovered from).
 FAULT_COUNTERS = ("retries", "corrupt", "stale", "duplicates", "skipped")
 
 
-def board_opt_state(rig: Any, states: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The boards' optimiser state gathered per bond (network order)."""
-    n = rig.network.n_bonds
-    m, v = np.full(n, np.nan), np.full(n, np.nan)
-    ts, names = set(), set()
-    for addr, st in states.items():
-        bd = rig.boards[addr].board
-        o = st.get("opt") or {}
-        if bd.bonds:
-            ts.add(int(o.get("t", 0)))
-            names.add(str(o.get("name")))
-        for slot, b in enumerate(bd.bonds):
-            m[b] = float(o["m"][slot])
-            v[b] = float(o["v"][slot])
-    return {
-        "name": names.pop() if len(names) == 1 else sorted(names),
-        "t": ts.pop() if len(ts) == 1 else sorted(ts),
-        "m": m.tolist(),
-        "v": v.tolist(),
-    }
-
-
 class Recorder(Callback):
     """Writes a run to the store while it trains.
 
-    ``rig``: the session of a rig-based run (measurements and messages are read from its
-    counters; snapshots read the boards' state and checkpoints save to their flash).
-    ``truth`` + ``phases``: the reference gradient of emulated boards (``(io, X, Y,
-    loss_grad) -> dL/dk``, e.g. ``insitu.rig.lab.truth_gradient(lab)``; the recorder never
-    opens or builds boards), for the gradient check at ``gradient_epochs`` (-1 = the last
-    epoch): one batch (the first ``batch`` training samples) measured in situ, the boards'
-    accumulated e·e_adj / B against the exact gradient of the world at its true stiffness.
-    It spends 2·B loadings each time; they count in ``measurements``.
-    ``resume``: the checkpoint a resumed run continues from (its counters carry on).
+    ``rig``: the session of a rig-based run, read, never driven: its counters (measurements,
+    messages, faults) and the events the boards sent. ``resume``: the checkpoint a resumed
+    run continues from (its counters carry on).
     """
 
     def __init__(
@@ -66,35 +43,29 @@ class Recorder(Callback):
         store: RunStore,
         run: int,
         rig: Any = None,
-        truth: Callable[[str, np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
-        phases: Any = None,
-        snapshot_every: int = 0,
-        gradient_epochs: tuple[int, ...] = (),
         resume: Checkpoint | None = None,
         baseline: tuple[int, int] = (0, 0),
-        logged: Recorder | None = None,
     ) -> None:
         """``baseline``: the rig's (loadings, sent) counters when this part of the run began
-        (a run continued in the same process counts from there, not twice); ``logged``: the
-        recorder of the earlier part in this process, whose rig events are logged already."""
+        (what the process spent before it — connecting, a resume's roll-back — is not the
+        run's again)."""
         self.store = store
         self.run = run
         self.rig = rig
-        self.truth = truth
-        self.phases = phases
-        self.snapshot_every = max(0, int(snapshot_every))
-        self.gradient_epochs = tuple(gradient_epochs)
         self.resume = resume
         self.meas0 = (resume.measurements if resume else 0) - baseline[0]
         self.msgs0 = (resume.messages if resume else 0) - baseline[1]
         self.step = resume.step if resume else 0
         self.epoch = resume.epoch if resume else 0
-        self._faults = dict(logged._faults) if logged else {c: 0 for c in FAULT_COUNTERS}
-        self._events_seen = logged._events_seen if logged else 0
-        self.net: Any = None
-        self.task: Any = None
-        self.config: TrainConfig | None = None
-        self.steps_per_epoch = 1
+        self._faults = {c: 0 for c in FAULT_COUNTERS}
+        self._events_seen = 0
+        # (measurements, messages) the store holds at each checkpoint: a rollback counts on
+        # from there (the steps measured again are the run's once, as in a resume)
+        self._at: dict[int, tuple[int, int]] = {}
+        if resume is not None:
+            self._at[resume.step] = (resume.measurements, resume.messages)
+        self._scored: dict[int, tuple[int, int]] = {}  # the same at each epoch's score
+        self._spe = 1
 
     # ------------------------------------------------------------------ counters
 
@@ -122,34 +93,10 @@ class Recorder(Callback):
             self.store.add_event(self.run, "board", {"board": addr, **dict(args)}, step)
         self._events_seen = len(events)
 
-    # ------------------------------------------------------------------ snapshots
-
-    def snapshot(self, step: int, epoch: int, k: np.ndarray, opt: dict | None) -> None:
-        """Store k (and the optimiser state); on a rig, then save every board's flash."""
-        if self.rig is not None:
-            # a board that restarted since its last reply holds its flash state, not the
-            # run's: never store such a mix as a checkpoint (RigReboot instead; the run goes
-            # back to the previous checkpoint). One ping before and one after the reads.
-            self.rig.check_boots()
-            states = self.rig.state()
-            k = self.rig.stiffness(states)
-            opt = board_opt_state(self.rig, states)
-            self.rig.check_boots()
-            # what the elements realise for what the nodes sent (their calibrated maps)
-            kr = self.rig.realised_stiffness(states)
-            self.store.add_event(self.run, "realised", {"k": [float(x) for x in kr]}, step)
-        self.store.add_snapshot(
-            self.run, step, epoch, k, opt, on_boards=self.rig is not None,
-            measurements=self.measurements, messages=self.messages,
-        )  # fmt: skip
-        if self.rig is not None:
-            self.rig.save(step)  # labelled: a board can `load step=` it back
-
     # ------------------------------------------------------------------ callback hooks
 
     def on_start(self, net: Any, task: Any, config: TrainConfig, k: np.ndarray) -> None:
-        self.net, self.task, self.config = net, task, config
-        self.steps_per_epoch = max(1, -(-int(task.train.size) // config.batch))
+        self._spe = max(1, -(-int(task.train.size) // config.batch))
         if self.rig is not None:
             boards = {
                 a: {"uid": i.uid, "boots": i.boots, "persist": i.persist, "cfg": i.config_hash,
@@ -158,10 +105,17 @@ class Recorder(Callback):
             }
             self.store.add_event(self.run, "connect", {"boards": boards}, self.step)
             self._faults = {k_: getattr(self.rig.counters, k_) for k_ in FAULT_COUNTERS}
-        if self.resume is None:
-            zeros = [0.0] * net.n_bonds
-            opt0 = {"name": config.optimiser, "t": 0, "m": zeros, "v": zeros}
-            self.snapshot(0, 0, k, opt0)
+
+    def on_checkpoint(self, snap: Snapshot) -> None:
+        if snap.realised is not None:  # what the elements realise for what the nodes sent
+            self.store.add_event(
+                self.run, "realised", {"k": [float(x) for x in snap.realised]}, snap.step
+            )
+        self._at[snap.step] = (self.measurements, self.messages)
+        self.store.add_snapshot(
+            self.run, snap.step, snap.epoch, snap.k, snap.opt, on_boards=snap.on_boards,
+            measurements=self.measurements, messages=self.messages,
+        )  # fmt: skip
 
     def on_step(self, info: StepInfo) -> None:
         self.step, self.epoch = info.step, info.epoch
@@ -170,50 +124,41 @@ class Recorder(Callback):
             self.measurements, self.messages,
         )  # fmt: skip
         self._log_rig(info.step)
-        every = self.snapshot_every
-        end_of_epoch = info.step % self.steps_per_epoch == 0
-        if end_of_epoch or (every and info.step % every == 0):
-            self.snapshot(info.step, info.epoch, info.k, info.opt)
+
+    def on_gradient(self, check: GradientCheck) -> None:
+        self.store.add_gradient(self.run, check.epoch, check.step, check.insitu, check.exact)
 
     def on_epoch(self, record: EpochRecord) -> None:
-        # the gradient check first, the epoch row last: a resume scores again (and checks
-        # again) every epoch whose row is missing, so a kill during the check loses nothing
-        measurements = self.measurements  # the epoch row counts the loadings before the check
-        last = self.config.epochs if self.config is not None else -1
-        wanted = {last if e == -1 else e for e in self.gradient_epochs}
-        if self.truth is not None and record.epoch in wanted:
-            self.gradient_check(record.epoch)
+        # after its gradient check: a resume scores again (and checks again) every epoch
+        # whose row is missing, so a kill during the check loses nothing
+        self._scored[record.epoch] = (self.measurements, self.messages)
         self.store.add_epoch(
             self.run, record.epoch, record.train_loss, record.test_loss,
-            record.train_accuracy, record.test_accuracy, measurements,
+            record.train_accuracy, record.test_accuracy, self.measurements,
         )  # fmt: skip
+
+    def on_event(self, step: int, kind: str, detail: dict[str, Any]) -> None:
+        self.store.add_event(self.run, kind, detail, step)
+
+    def on_recover(self, step: int, error: str, rebooted: Sequence[str]) -> None:
+        self._log_rig(self.step)
+        boots = {a: i.boots for a, i in self.rig.boards.items()} if self.rig is not None else {}
+        detail = {"from_step": step, "redo_steps": max(0, self.step - step), "pid": os.getpid(),
+                  "boots": boots, "rebooted": list(rebooted), "after": error}  # fmt: skip
+        self.store.add_event(self.run, "resume", detail, step)
+        if step in self._at and self.rig is not None:
+            # the checkpoint's counts, or those after a score the loop keeps (not redone)
+            kept = [c for e, c in self._scored.items() if e * self._spe <= step]
+            meas, msgs = max([self._at[step], *kept])
+            self.meas0 = meas - int(self.rig.counters.loadings)
+            self.msgs0 = msgs - int(self.rig.counters.sent)
+        self.step = step
 
     def on_end(self, result: Any) -> None:
         self._log_rig(self.step)
         detail: dict[str, Any] = {"steps": result.steps, "measurements": self.measurements}
         self.store.add_event(self.run, "end", detail, self.step)
         self.store.set_status(self.run, "finished")
-
-    # ------------------------------------------------------------------ gradient check
-
-    def gradient_check(self, epoch: int) -> None:
-        from insitu.trainers.insitu import Phases, accumulate_batch
-
-        assert self.truth is not None
-        net, task, rig = self.net, self.task, self.rig
-        idx = task.train[: self.config.batch]
-        io = net.io_set(task.io)
-        phases = self.phases or Phases()
-        rig.reset()
-        accumulate_batch(
-            rig, io.inputs, io.outputs, task.inputs[idx], task.targets[idx], task.loss_grad,
-            phases,
-        )  # fmt: skip
-        g_sum, count = rig.accumulated()
-        rig.reset()
-        insitu = g_sum / max(1, count)
-        exact = self.truth(task.io, task.inputs[idx], task.targets[idx], task.loss_grad)
-        self.store.add_gradient(self.run, epoch, self.step, insitu, exact)
 
 
 def mark_failed(store: RunStore, run: int, exc: BaseException, step: int | None) -> None:
@@ -246,92 +191,16 @@ def history_until(store: RunStore, run: int, ckpt: Checkpoint, steps_per_epoch: 
     return tuple(out)
 
 
-def _same_state(c: Checkpoint, k: np.ndarray, opt: Mapping[str, Any]) -> bool:
-    """The boards' stiffness, Adam step count and first moments are the checkpoint's."""
-    return (
-        c.opt is not None
-        and np.array_equal(np.asarray(c.k), np.asarray(k))
-        and c.opt.get("t") == opt.get("t")
-        and np.array_equal(np.asarray(c.opt["m"]), np.asarray(opt["m"]))
-    )
-
-
-def find_checkpoint(
-    store: RunStore, run: int, boards: tuple[np.ndarray, dict] | None = None
-) -> Checkpoint:
-    """The checkpoint to continue from: the newest one, or — for a run on boards — the newest
-    one whose stiffness and optimiser step count are what the boards booted with."""
-    ckpts = list(store.checkpoints(run))
-    if not ckpts:
-        raise StoreError(f"run {run} has no checkpoint to resume from")
-    if boards is None:
-        return ckpts[0]
-    k, opt = boards
-    for c in ckpts:
-        if c.on_boards and _same_state(c, k, opt):
-            return c
-    raise StoreError(
-        f"the boards' flash matches no checkpoint of run {run} (they report Adam step "
-        f"{opt.get('t')}; checkpoints at steps {', '.join(str(c.step) for c in ckpts[:5])}...)"
-    )
-
-
-def _board_state(rig: Any) -> tuple[np.ndarray, dict]:
-    states = rig.state()
-    return rig.stiffness(states), board_opt_state(rig, states)
-
-
-def board_checkpoint(store: RunStore, run: int, rig: Any, tries: int = 3) -> Checkpoint:
-    """The checkpoint a run on boards continues from, every board put back at it and holding
-    it as its newest checkpoint on flash.
-
-    Usually all boards are on the same checkpoint already: emulated boards booted from their
-    flash (the store's newest checkpoint, or the one before if the host died between the row
-    and the save), or boards that stayed powered and are still at it. Otherwise — the host
-    died in the middle of the ``save`` broadcast (some boards at the new checkpoint, the rest
-    at the one before), or in a step, with powered boards ahead of their flash — every board
-    is told to ``load step=`` the store's checkpoints, newest first (``tries`` of them), until
-    all of them have it (a node keeps its last two), and their state is checked against it.
-    Then every board saves it again (same label: the backup is kept; a board whose flash was
-    behind, or empty after a kill in the first save, catches up), so that a kill later finds
-    every board holding it or the next one.
-    """
-    try:
-        found = find_checkpoint(store, run, _board_state(rig))
-    except StoreError as exc:
-        found = _load_checkpoint(store, run, rig, tries, exc)
-    rig.save(found.step)
-    return found
-
-
-def _load_checkpoint(
-    store: RunStore, run: int, rig: Any, tries: int, mismatch: StoreError
-) -> Checkpoint:
-    """The newest of the store's last `tries` checkpoints every board can `load`."""
-    from insitu.rig.session import RigError
-
-    ckpts = [c for c in store.checkpoints(run) if c.on_boards and c.opt is not None]
-    for c in ckpts[:tries]:
-        try:
-            rig.load(c.step)
-        except RigError:
-            continue  # some board does not hold it
-        k, opt = _board_state(rig)
-        if _same_state(c, k, opt):
-            return c
-        # a board holds another state under this label (firmware before the refusal to
-        # relabel a checkpoint): try the one before
-        mismatch = StoreError(
-            f"the boards' checkpoint {c.step} is not the one run {run} stored "
-            f"(Adam step {opt.get('t')}, stored {c.opt.get('t') if c.opt else None})"
-        )
-    raise mismatch
+def checkpoints(store: RunStore, run: int) -> list[Snapshot]:
+    """The run's checkpoints as the training loop's snapshots, newest first."""
+    return [Snapshot(c.step, c.epoch, c.k, c.opt, c.on_boards) for c in store.checkpoints(run)]
 
 
 def resume_from(store: RunStore, run: int, ckpt: Checkpoint, steps_per_epoch: int) -> Resume:
+    """Where the training loop continues: the checkpoint (its optimiser state too; a method
+    whose optimiser runs on the boards takes theirs from their flash) and the epochs before."""
     history = history_until(store, run, ckpt, steps_per_epoch)
-    opt = None if ckpt.on_boards else ckpt.opt
-    return Resume(step=ckpt.step, k=ckpt.k.copy(), opt=opt, history=history)
+    return Resume(step=ckpt.step, k=ckpt.k.copy(), opt=ckpt.opt, history=history)
 
 
 def pid_alive(pid: int) -> bool:

@@ -86,6 +86,39 @@ class Resume:
     history: tuple[EpochRecord, ...]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint the loop took after ``step`` steps (trainers/loop.py): the stiffness and
+    optimiser state to continue from. ``on_boards``: every board is then told to save this
+    state to its flash under the label ``step`` — after the callbacks have seen it, so a
+    run store's row always comes first (docs/reliability.md). ``realised``: what the
+    elements realise for the commanded k (their calibrated maps), where boards report it."""
+
+    step: int
+    epoch: int
+    k: np.ndarray
+    opt: dict[str, Any] | None  # {"name", "t", "m", "v"}, per bond in network order
+    on_boards: bool
+    realised: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """One batch's gradient measured in situ on the boards against the exact one (the
+    emulator's truth) after ``epoch``'s scores."""
+
+    epoch: int
+    step: int
+    insitu: np.ndarray
+    exact: np.ndarray
+
+    @property
+    def cosine(self) -> float:
+        a, b = self.insitu, self.exact
+        n = float(np.linalg.norm(a) * np.linalg.norm(b))
+        return float(a @ b / n) if n > 0 else float("nan")
+
+
 class Callback:
     """Override what you need; every hook is a no-op by default."""
 
@@ -97,6 +130,18 @@ class Callback:
 
     def on_epoch(self, record: EpochRecord) -> None:
         pass
+
+    def on_checkpoint(self, snap: Snapshot) -> None:
+        pass
+
+    def on_gradient(self, check: GradientCheck) -> None:
+        pass
+
+    def on_event(self, step: int, kind: str, detail: dict[str, Any]) -> None:
+        """Something a method noticed in step ``step`` (e.g. a failed linearity check)."""
+
+    def on_recover(self, step: int, error: str, rebooted: Sequence[str]) -> None:
+        """The run went back to its checkpoint ``step`` in place after ``error``."""
 
     def on_end(self, result: TrainResult) -> None:
         pass
@@ -140,6 +185,14 @@ class TrainResult:
         return d
 
 
+def listens(callbacks: Sequence[Callback], hook: str) -> bool:
+    """Some callback does something on ``hook`` (not Callback's no-op)."""
+    base = getattr(Callback, hook)
+    return any(getattr(type(cb), hook, base) is not base for cb in callbacks)
+
+
 def notify(callbacks: Sequence[Callback], hook: str, *args: Any) -> None:
-    for cb in callbacks:
-        getattr(cb, hook)(*args)
+    for cb in callbacks:  # a callback need not subclass Callback: it has the hooks it wants
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)

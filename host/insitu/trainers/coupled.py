@@ -52,10 +52,10 @@ import numpy as np
 from insitu.network.schema import Network, Port
 from insitu.rig.session import Rig
 from insitu.tasks.base import MSE, Task
-from insitu.trainers import protocol, rigloop
+from insitu.trainers import protocol
 from insitu.trainers.common import TrainConfig
-from insitu.trainers.insitu import ADJOINT_PEAK_N, Phases
-from insitu.trainers.protocol import Method, option
+from insitu.trainers.insitu import ADJOINT_PEAK_N, Phases, floored
+from insitu.trainers.protocol import BoardSteps, Method, Plan, Step, hyper, option
 from insitu_node.learning.convention import adjoint_force, nudged_target
 
 ETA = 0.1  # nudge: fraction of the way from u_F to the target (docs/methods.md: bias ∝ η)
@@ -68,12 +68,6 @@ class CoupledBatch:
     outputs: np.ndarray  # (B, n_out) free output displacements
     loadings: int
     count: int  # samples the nodes accumulated (2B with symmetric)
-
-
-def _floored(u: np.ndarray, floor: float) -> np.ndarray:
-    if floor <= 0:
-        return u
-    return np.where(u >= 0, 1.0, -1.0) * np.maximum(np.abs(u), floor)
 
 
 def output_compliance(
@@ -134,7 +128,7 @@ def accumulate_batch(
         rig.apply_forces({p: float(f) for p, f in zip(io.inputs, task.inputs[s_idx], strict=True)})
         m = rig.measure("free", tag=tag, settle_ms=phases.settle_ms, n=phases.n)
         u_raw = m.outputs(io.outputs)
-        u = _floored(u_raw, phases.u_floor)
+        u = floored(u_raw, phases.u_floor)
         loss, g = task.loss_grad(u, task.targets[s_idx])
         _, delta, s = nudge_positions(task, u, task.targets[s_idx], g, eta, G)
         signs = (1.0, -1.0) if symmetric else (1.0,)
@@ -176,28 +170,21 @@ class Options(protocol.Options):
                              "sample; cancels the O(η) bias of a linear network)")  # fmt: skip
 
 
-def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> Plan:
     """Free and clamped phases of the batch, then ``update rule=coupled`` on every node.
     ``StepInfo.grad`` is NaN: the per-bond contrast lives on the nodes."""
     unknown = np.full(net.n_bonds, np.nan)
 
-    def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
-        def step(idx: np.ndarray) -> rigloop.Step:
-            b = accumulate_batch(rig, task, idx, opts.eta, ph, opts.nudge, opts.symmetric)
-            rep = rig.update(
-                rule="coupled",
-                lr=config.lr,
-                opt=config.optimiser,
-                batch=b.count,
-                **rigloop.hyper(config),
-            )
-            return rigloop.Step(b.loss, unknown, rep.max_dk, rep.frozen)
+    def step(rig: Rig, ph: Phases, idx: np.ndarray, n: int) -> Step:
+        b = accumulate_batch(rig, task, idx, opts.eta, ph, opts.nudge, opts.symmetric)
+        rep = rig.update(
+            rule="coupled", lr=config.lr, opt=config.optimiser, batch=b.count, **hyper(config)
+        )
+        return Step(b.loss, unknown, rep.max_dk, rep.frozen)
 
-        return step
-
-    return make_step
+    return BoardSteps(step)
 
 
 METHOD = Method("coupled", "coupled learning: free and nudged (clamped) phases", Options,
-                step=stepper)  # fmt: skip
+                plan=plan)  # fmt: skip
 train = METHOD.train

@@ -150,15 +150,15 @@ class Options(protocol.Options):
                            "second order)")  # fmt: skip
 
 
-def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.HostSteps:
     """Finite-difference descent: the host's optimiser on the measured differences."""
 
     def estimate(rig: Rig, idx: np.ndarray, k: np.ndarray, ph: Phases) -> tuple[float, np.ndarray]:
         return gradient(rig, task, idx, k, ph, opts.h, opts.central)
 
-    return rigloop.host_steps(net, config, estimate)
+    return rigloop.HostSteps(net, config, estimate)
 
 
 METHOD = Method("fd", "finite differences: one loading per bond per sample", Options,
-                step=stepper)  # fmt: skip
+                plan=plan, holds="host")  # fmt: skip
 train = METHOD.train

@@ -9,26 +9,20 @@ convention module); one optimiser step projected onto [k_min, k_max]. Linear sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from insitu.network.schema import Network
 from insitu.physics.linear import DenseEquilibrium, Equilibrium, compatibility
+from insitu.rig.session import Rig
 from insitu.tasks.base import Task
 from insitu.trainers import protocol
-from insitu.trainers.common import (
-    Callback,
-    EpochRecord,
-    Resume,
-    StepInfo,
-    TrainConfig,
-    TrainResult,
-    notify,
-)
+from insitu.trainers.common import Callback, Resume, TrainConfig, TrainResult
 from insitu.trainers.optim import Optimiser
-from insitu.trainers.protocol import Method
+from insitu.trainers.protocol import Method, Plan, Step
 
 METHOD_NAME = "insilico"
 # Up to this many free DOFs a dense Cholesky beats sparse LU setup by ~30x (li-mao-2024 has 24).
@@ -87,70 +81,48 @@ class Model:
         return float(np.mean(loss)), per_sample.mean(axis=1)
 
 
-def train(
-    net: Network,
-    task: Task,
-    config: TrainConfig,
-    callbacks: Sequence[Callback] = (),
-    k0: np.ndarray | None = None,
-    resume: Resume | None = None,
-) -> TrainResult:
-    """Train ``task`` on ``net`` from k0 (default: the file's k_init). Deterministic per seed.
+class Twin(Plan):
+    """The method on the digital twin: per mini-batch one factorisation, the exact batch
+    gradient (``Model.batch_gradient``), one step of the host's optimiser. No boards."""
 
-    ``resume`` continues a run from a checkpoint (stiffness and optimiser state after
-    ``resume.step`` steps): the same batches follow as in an uninterrupted run.
-    """
-    model = Model(net, task)
-    k = np.clip(np.array(net.k_init if k0 is None else k0, dtype=float), net.k_min, net.k_max)
-    opt = Optimiser(
-        net.n_bonds, config.optimiser, config.lr, config.mu, config.b1, config.b2, config.eps
-    )
-    # a stream of its own: the task's split uses default_rng(seed) and must not correlate
-    rng = np.random.default_rng([config.seed, 0x1A5])
-    result = TrainResult(METHOD_NAME, task.name, config, k.copy(), k.copy())
-    done = 0
-    if resume is not None:
-        result.k_init = resume.history[0].k.copy() if resume.history else k.copy()
-        k = np.array(resume.k, dtype=float)
-        if resume.opt is None:
+    holds = "host"
+    on_boards = False
+
+    def __init__(self, net: Network, task: Task, config: TrainConfig, k0: np.ndarray | None):
+        self.net, self.model = net, Model(net, task)
+        start = net.k_init if k0 is None else k0
+        self._k = np.clip(np.array(start, dtype=float), net.k_min, net.k_max)
+        self.opt = Optimiser(
+            net.n_bonds, config.optimiser, config.lr, config.mu, config.b1, config.b2, config.eps
+        )
+        self._eq: tuple[np.ndarray, Solver] | None = None
+
+    def start(self, rig: Rig | None, phases: Any) -> None:
+        super().start(rig, phases)
+        if rig is not None:  # in silico, then write: the twin starts where the boards are
+            self._k = rig.stiffness()
+
+    def step(self, idx: np.ndarray, n: int) -> Step:
+        loss, g = self.model.batch_gradient(self._k, idx)
+        self._k, rep = self.opt.step(self._k, g, self.net.k_min, self.net.k_max)
+        return Step(loss, g, rep.max_dk, rep.at_bound)
+
+    def score(self, idx: np.ndarray) -> tuple[float, float | None] | None:
+        if self._eq is None or not np.array_equal(self._eq[0], self._k):
+            self._eq = (self._k.copy(), self.model.equilibrium(self._k))  # train and test: one
+        return self.model.evaluate(self._eq[1], idx)
+
+    def k(self) -> np.ndarray:
+        return self._k.copy()
+
+    def opt_state(self) -> dict[str, Any]:
+        return self.opt.state()
+
+    def restore(self, k: np.ndarray, opt: Mapping[str, Any] | None) -> None:
+        if opt is None:
             raise ValueError("an in-silico checkpoint needs the optimiser state")
-        opt.load(resume.opt)
-        result.history = list(resume.history)
-        done = resume.step
-    notify(callbacks, "on_start", net, task, config, k.copy())
-
-    def record(epoch: int, eq: Solver) -> None:
-        tr_loss, tr_acc = model.evaluate(eq, task.train)
-        te_loss, te_acc = model.evaluate(eq, task.test)
-        rec = EpochRecord(epoch, tr_loss, te_loss, tr_acc, te_acc, k.copy())
-        result.history.append(rec)
-        notify(callbacks, "on_epoch", rec)
-
-    if not result.history:
-        record(0, model.equilibrium(k))
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(task.train)  # drawn for skipped epochs too: same stream
-        for start in range(0, order.size, config.batch):
-            step += 1
-            if step <= done:
-                continue
-            idx = order[start : start + config.batch]
-            loss, g = model.batch_gradient(k, idx)
-            k, rep = opt.step(k, g, net.k_min, net.k_max)
-            notify(
-                callbacks,
-                "on_step",
-                StepInfo(
-                    epoch, step, idx, loss, g, k.copy(), rep.max_dk, rep.at_bound, opt.state()
-                ),
-            )
-        if epoch > result.history[-1].epoch:
-            record(epoch, model.equilibrium(k))
-    result.k_final = k.copy()
-    result.steps = step
-    notify(callbacks, "on_end", result)
-    return result
+        self._k = np.array(k, dtype=float)
+        self.opt.load(dict(opt))
 
 
 @dataclass(frozen=True)
@@ -158,13 +130,30 @@ class Options(protocol.Options):
     pass  # all in the config (TrainConfig): epochs, batch, lr, optimiser, seed
 
 
-def _loop(
-    net: Network, task: Task, config: TrainConfig, callbacks: Sequence[Callback],
-    ctx: protocol.Context, opts: Options,
-) -> TrainResult:  # fmt: skip
-    return train(net, task, config, callbacks, resume=ctx.resume)
+def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> Twin:
+    return Twin(net, task, config, None)
 
 
-# insilico.train keeps its own signature (k0: a start other than the file's k_init)
 METHOD = Method(METHOD_NAME, "in silico: the digital twin's exact gradient, no boards", Options,
-                on_rig=False, resumes=True, loop=_loop)  # fmt: skip
+                on_rig=False, plan=plan, holds="host")  # fmt: skip
+
+
+def train(
+    net: Network,
+    task: Task,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    k0: np.ndarray | None = None,
+    resume: Resume | None = None,
+    checkpoint_every: int | None = None,
+) -> TrainResult:
+    """Train ``task`` on ``net`` from k0 (default: the file's k_init). Deterministic per seed.
+
+    ``resume`` continues a run from a checkpoint (stiffness and optimiser state after
+    ``resume.step`` steps): the same batches follow as in an uninterrupted run. The loop is
+    the one every method runs (trainers/loop.py); ``METHOD.train`` is the same without k0.
+    """
+    from insitu.trainers import loop
+
+    ctx = protocol.Context(None, None, resume=resume, checkpoint_every=checkpoint_every)
+    return loop.run(METHOD_NAME, net, task, config, Twin(net, task, config, k0), callbacks, ctx)

@@ -57,7 +57,7 @@ class Options(protocol.Options):
                                   kind=str, metavar="FILE", parse=load_network)  # fmt: skip
 
 
-def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.HostSteps:
     """Forward phases on the rig, backward through the twin (``opts.twin``, default ``net``
     itself), the host's optimiser, ``set`` on every board."""
     model = Model(opts.twin or net, task)
@@ -66,9 +66,9 @@ def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rig
         loss, U = rigloop.batch_outputs(rig, task, idx, ph)
         return loss, twin_gradient(model, k, idx, U)
 
-    return rigloop.host_steps(net, config, estimate)
+    return rigloop.HostSteps(net, config, estimate)
 
 
 METHOD = Method("pat", "physics-aware training: physical forward, digital-twin backward",
-                Options, step=stepper)  # fmt: skip
+                Options, plan=plan, holds="host")  # fmt: skip
 train = METHOD.train

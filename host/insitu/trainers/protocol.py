@@ -5,10 +5,9 @@ A method module (``insitu.trainers.<method>``) holds
 - ``Options``: a frozen dataclass of the method's options, each field made with ``option()``
   (default, help, bounds, the command-line flag); out-of-bounds values raise ``OptionError``;
 - ``METHOD``: one ``Method`` record — its name, its ``Options``, whether it trains on boards,
-  the profile whose phases it uses when the caller names none, whether it can resume, and what
-  it contributes: ``step`` (a rig method: the function that spends loadings on one mini-batch,
-  run by the shared loop in rigloop.py) or ``loop`` (a method that still runs its own loop:
-  in silico, in situ, in silico then write);
+  the profile whose phases it uses when the caller names none, and its ``plan``: a ``Plan``
+  (what it does to one mini-batch and where its learned state lives), run by the one loop
+  (trainers/loop.py) that every method shares;
 - ``train = METHOD.train``: the one entry point, with the one signature (``Method.train``).
 
 The command line builds its flags from every method's ``Options`` (cli/train.py); nothing
@@ -27,7 +26,7 @@ import numpy as np
 from insitu.network.schema import Network
 from insitu.rig.session import Rig
 from insitu.tasks.base import Task
-from insitu.trainers.common import Callback, Resume, TrainConfig, TrainResult
+from insitu.trainers.common import Callback, Resume, TrainConfig
 
 if TYPE_CHECKING:
     from insitu.trainers.insitu import Phases
@@ -142,7 +141,7 @@ class Options:
         return out
 
 
-# ------------------------------------------------------------------------------------ a step
+# ------------------------------------------------------------------------------------ a plan
 
 
 @dataclass(frozen=True)
@@ -155,34 +154,100 @@ class Step:
     frozen: int
 
 
-StepFn = Callable[[np.ndarray], Step]
-# (rig, phases) -> step function; called once, after tare, so it can read the start state
-MakeStep = Callable[[Rig, "Phases"], StepFn]
-
-
 def hyper(config: TrainConfig) -> dict[str, float]:
     """Optimiser hyper-parameters as the `update` broadcast takes them."""
     return {"b1": config.b1, "b2": config.b2, "eps": config.eps, "mu": config.mu}
 
 
+class Plan:
+    """What a method contributes to the one loop (trainers/loop.py): how it spends loadings
+    on one mini-batch, and where its learned state lives. The loop owns the rest: tare, the
+    seeded batches, scores, callbacks, checkpoints, in-place recovery and resume.
+
+    ``holds``: where the learned state lives — ``"boards"`` (k and the optimiser on the
+    nodes: a checkpoint is what the boards report and save), ``"host"`` (the host's
+    optimiser; ``k()``/``opt_state()``/``restore()`` give and take it; ``on_boards``: the
+    boards hold that k, set by the host, so they save it too).
+    """
+
+    holds = "boards"
+    on_boards = True  # a host plan's k lives on the boards (set): they save it at checkpoints
+    scores_each_epoch = True  # False: scores at epoch 0 and at the end only
+
+    def start(self, rig: Rig | None, phases: Phases | None) -> None:
+        """Called once, after tare (fresh) or after a resume put the boards back."""
+        self.rig, self.phases = rig, phases
+
+    def step(self, idx: np.ndarray, n: int) -> Step:
+        """Spend loadings on mini-batch ``idx`` (step ``n``, 1-based over the run) and leave
+        the boards at their new stiffness."""
+        raise NotImplementedError
+
+    def k(self) -> np.ndarray:
+        """A host plan's stiffness."""
+        raise NotImplementedError
+
+    def opt_state(self) -> dict[str, Any]:
+        """A host plan's optimiser state (Optimiser.state)."""
+        raise NotImplementedError
+
+    def restore(self, k: np.ndarray, opt: Mapping[str, Any] | None) -> None:
+        """A host plan continues from a checkpoint (a resume, or a rollback)."""
+        raise NotImplementedError
+
+    def score(self, idx: np.ndarray) -> tuple[float, float | None] | None:
+        """(mean loss, accuracy) of samples idx by the method's own means; None: the loop
+        scores on the rig (forward phases)."""
+        return None
+
+    def finish(self) -> None:
+        """Before the last epoch's score (in silico then write: the write)."""
+
+    def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """What the plan has to say since the last call, as (kind, detail): the loop hands
+        each to the callbacks' ``on_event`` (a run store logs it)."""
+        return []
+
+
+class BoardSteps(Plan):
+    """A plan whose state lives on the boards: one function per mini-batch."""
+
+    def __init__(self, step: Callable[[Rig, Phases, np.ndarray, int], Step]) -> None:
+        self._step = step
+
+    def step(self, idx: np.ndarray, n: int) -> Step:
+        assert self.rig is not None and self.phases is not None
+        return self._step(self.rig, self.phases, idx, n)
+
+
 # ---------------------------------------------------------------------------------- a method
+
+
+# (boards, one batch of the in-situ rule, exact gradient) -> one gradient check: see loop.py
+Truth = Callable[[str, np.ndarray, np.ndarray, Any], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Context:
     """Where and how a method trains: the boards (None in silico), how each loading is
-    measured, how often it scores (epochs), and where a resumed run continues."""
+    measured, how often it scores (epochs), where a resumed run continues, how often it
+    checkpoints (None: never; 0: at the start and every epoch's end; N: also every N steps)
+    and how many rollbacks to a checkpoint it may make in place before a rig error is final
+    (counted from the newest checkpoint), and the gradient checks (``truth``: the exact
+    gradient of emulated boards, at ``gradient_epochs``, -1 = the last)."""
 
     rig: Rig | None
     phases: Phases | None
     eval_every: int = 1
     resume: Resume | None = None
+    checkpoint_every: int | None = None
+    recover: int = 0
+    truth: Truth | None = None
+    gradient_epochs: tuple[int, ...] = ()
 
 
-# (net, task, config, options) -> MakeStep
-Stepper = Callable[[Network, Task, TrainConfig, Any], MakeStep]
-# (net, task, config, callbacks, context, options) -> result
-Loop = Callable[[Network, Task, TrainConfig, Sequence[Callback], Context, Any], TrainResult]
+# (net, task, config, options) -> Plan
+Planner = Callable[[Network, Task, TrainConfig, Any], Plan]
 
 
 METHOD_DEFAULT: Any = object()  # profile=: the method's own (Method.profile)
@@ -195,11 +260,13 @@ class Method:
     options: type[Options]
     on_rig: bool = True
     profile: str = "realistic"  # whose default phases when the caller gives neither
-    resumes: bool = False
-    step: Stepper | None = None  # a rig method's step, for the shared loop (rigloop.run)
-    loop: Loop | None = None  # a method that runs its own loop
+    plan: Planner | None = None  # what the method does; the loop (trainers/loop.py) runs it
+    holds: str = "boards"  # where its learned state lives: its Plan's `holds`, said here too
+    # so a resume can match boards to checkpoints before building the plan
 
-    KEYWORDS: ClassVar[tuple[str, ...]] = ("rig", "profile", "phases", "eval_every", "resume")
+    KEYWORDS: ClassVar[tuple[str, ...]] = ("rig", "profile", "phases", "eval_every", "resume",
+                                           "checkpoint_every", "recover", "truth",
+                                           "gradient_epochs")  # fmt: skip
 
     def make_options(
         self, options: Options | None = None, values: Mapping[str, Any] | None = None
@@ -231,14 +298,19 @@ class Method:
         phases: Phases | None = None,
         eval_every: int = 1,
         resume: Resume | None = None,
+        checkpoint_every: int | None = None,
+        recover: int = 0,
+        truth: Truth | None = None,
+        gradient_epochs: Sequence[int] = (),
         options: Options | None = None,
         **values: Any,
     ) -> Any:
         """Train ``task`` on ``net`` with this method. A rig method trains on ``rig`` (opened by
         the caller, e.g. ``insitu.rig.open_rig``); ``profile`` (default: the method's) only
         chooses the default ``phases`` (trainers.insitu.default_phases). Scores are taken at
-        epoch 0, every ``eval_every`` epochs and at the end. Method options come as
-        ``options=`` (the method's ``Options``) or as keywords (``eta=0.01``)."""
+        epoch 0, every ``eval_every`` epochs and at the end. Checkpoints, recovery and
+        gradient checks: ``Context``. Method options come as ``options=`` (the method's
+        ``Options``) or as keywords (``eta=0.01``)."""
         opts = self.make_options(options, values)
         if self.on_rig:
             if rig is None:
@@ -250,14 +322,15 @@ class Method:
                 phases = default_phases(net, self.profile if profile is METHOD_DEFAULT else profile)
         elif rig is not None:
             raise TypeError(f"method {self.name} does not train on boards: drop rig=")
-        if resume is not None and not self.resumes:
-            raise ValueError(f"method {self.name} cannot resume a run")
-        ctx = Context(rig, phases, eval_every, resume)
-        if self.loop is not None:
-            return self.loop(net, task, config, callbacks, ctx, opts)
-        if self.step is None:
-            raise TypeError(f"method {self.name}: give step or loop")
-        from insitu.trainers import rigloop
+        if recover and checkpoint_every is None:
+            raise ValueError(f"method {self.name}: recover= needs checkpoints (checkpoint_every=)")
+        if truth is not None and rig is None:
+            raise TypeError(f"method {self.name}: a gradient check (truth=) needs boards")
+        ctx = Context(rig, phases, eval_every, resume, checkpoint_every, int(recover), truth,
+                      tuple(gradient_epochs))  # fmt: skip
+        if self.plan is None:
+            raise TypeError(f"method {self.name}: no plan")
+        from insitu.trainers import loop
 
-        make_step = self.step(net, task, config, opts)
-        return rigloop.run(self.name, net, task, config, make_step, callbacks, ctx)
+        return loop.run(self.name, net, task, config, self.plan(net, task, config, opts),
+                        callbacks, ctx)  # fmt: skip

@@ -30,7 +30,7 @@ from insitu.tasks.base import Task
 from insitu.trainers import protocol, rigloop
 from insitu.trainers.common import TrainConfig
 from insitu.trainers.insitu import Phases
-from insitu.trainers.protocol import Method, option
+from insitu.trainers.protocol import BoardSteps, Method, Plan, Step, hyper, option
 from insitu_node.learning import spsa as spsa_rule
 
 C = 1.0  # perturbation, N/m (0.7 % of the li-mao range's middle; well above element resolution)
@@ -55,36 +55,48 @@ class Options(protocol.Options):
                       gt=0.0)  # fmt: skip
 
 
-def stepper(net: Network, task: Task, config: TrainConfig, opts: Options) -> rigloop.MakeStep:
+class _Seeds:
+    """The step seeds, one per step from the run's seed: step n's seed whatever step the run
+    starts at (a resume, a rollback), as an uninterrupted run draws it."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._restart()
+
+    def _restart(self) -> None:
+        self.rng, self.n, self.last = np.random.default_rng([self.seed, 0x5B5A]), 0, 0
+
+    def at(self, n: int) -> int:
+        if n <= self.n:
+            self._restart()
+        while self.n < n:
+            self.last = int(self.rng.integers(0, SEED_MAX + 1))
+            self.n += 1
+        return self.last
+
+
+def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> Plan:
     """``perturb`` ±c, forward phases of the batch each way, ``update rule=spsa`` on the nodes
     (``config.lr`` and ``config.optimiser`` are the nodes'; Adam: each bond moves ~lr per step
     in the direction of its ±1 estimate)."""
     c = opts.c
-    seeds = np.random.default_rng([config.seed, 0x5B5A])
+    seeds = _Seeds(config.seed)
 
-    def make_step(rig: Rig, ph: Phases) -> rigloop.StepFn:
-        def step(idx: np.ndarray) -> rigloop.Step:
-            seed = int(seeds.integers(0, SEED_MAX + 1))
-            rig.broadcast("perturb", {"seed": seed, "c": c, "sign": 1})
-            lp, _ = rigloop.batch_outputs(rig, task, idx, ph)
-            rig.broadcast("perturb", {"seed": seed, "c": c, "sign": -1})
-            lm, _ = rigloop.batch_outputs(rig, task, idx, ph)
-            rep = rig.update(
-                rule="spsa",
-                lr=config.lr,
-                opt=config.optimiser,
-                lp=lp,
-                lm=lm,
-                **rigloop.hyper(config),
-            )
-            g = spsa_rule.gradient(lp, lm, c, directions(rig.network, seed))
-            return rigloop.Step(0.5 * (lp + lm), g, rep.max_dk, rep.frozen)
+    def step(rig: Rig, ph: Phases, idx: np.ndarray, n: int) -> Step:
+        seed = seeds.at(n)
+        rig.broadcast("perturb", {"seed": seed, "c": c, "sign": 1})
+        lp, _ = rigloop.batch_outputs(rig, task, idx, ph)
+        rig.broadcast("perturb", {"seed": seed, "c": c, "sign": -1})
+        lm, _ = rigloop.batch_outputs(rig, task, idx, ph)
+        rep = rig.update(
+            rule="spsa", lr=config.lr, opt=config.optimiser, lp=lp, lm=lm, **hyper(config)
+        )
+        g = spsa_rule.gradient(lp, lm, c, directions(rig.network, seed))
+        return Step(0.5 * (lp + lm), g, rep.max_dk, rep.frozen)
 
-        return step
-
-    return make_step
+    return BoardSteps(step)
 
 
 METHOD = Method("spsa", "SPSA kept local: a seed and two losses per update", Options,
-                step=stepper)  # fmt: skip
+                plan=plan)  # fmt: skip
 train = METHOD.train
