@@ -455,6 +455,7 @@ EVERY_METHOD = {
     "fd": 1,
     "pat": 8,
     "insilico-write": 600,
+    "superposed": 40,
 }
 
 

@@ -43,6 +43,21 @@ def test_train_on_ports_matches_in_process_boards(lab, repo_root):
     assert a["final_loss"] < a["history"][0]["train_loss"]
 
 
+def test_superposed_on_ports_matches_in_process_boards(lab, repo_root):
+    """The superposed method on MicroPython boards through their ports: the same loadings
+    and stiffness as on in-process boards (it needs no op beyond forward and adjoint)."""
+    ports = [a for p in lab.ports().values() for a in ("--port", p)]
+    on_ports = _insitu(repo_root, "--method", "superposed", "--family", "emu", "--uncalibrated",
+                       *ports)  # fmt: skip
+    assert on_ports.returncode == 0, on_ports.stderr[-2000:]
+    in_process = _insitu(repo_root, "--method", "superposed")
+    assert in_process.returncode == 0, in_process.stderr[-2000:]
+    a, b = json.loads(on_ports.stdout), json.loads(in_process.stdout)
+    assert a["loadings"] == b["loadings"] > 0 and a["rig_seconds"] > 0
+    assert a["k_final"] == pytest.approx(b["k_final"], rel=1e-12)
+    assert a["final_loss"] < a["history"][0]["train_loss"]
+
+
 def test_uncalibrated_boards_are_refused(lab, repo_root):
     ports = [a for p in lab.ports().values() for a in ("--port", p)]
     r = _insitu(repo_root, "--family", "emu", *ports)

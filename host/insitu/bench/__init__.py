@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "elements": "insitu.bench.elements",
     "calibration": "insitu.bench.calibration",
     "friction": "insitu.bench.friction",
+    "superposed": "insitu.bench.superposed",
 }
 
 

@@ -22,6 +22,7 @@ METHODS: dict[str, str] = {
     "pat": "insitu.trainers.pat",
     "insilico-write": "insitu.trainers.insilico_write",
     "insitu": "insitu.trainers.insitu",
+    "superposed": "insitu.trainers.superposed",
 }
 
 
