@@ -481,3 +481,26 @@ def test_every_method_killed_at_random_points_resumes_to_the_clean_result(tmp_pa
     got = crash_repeatedly(train, db, 3, at_random(db, clean.timing, tmp_path), _seed(), tmp_path)
     print(f"\n{got.report(method)}\n  clean run {clean.timing}")
     check(got, db, clean)
+
+
+def test_the_demo_killed_mid_run_resumes_to_the_end(tmp_path):
+    """`insitu demo` is a run like any other: killed at a step, `insitu train --resume 1`
+    finishes it with the uninterrupted demo's result (ideal boards: bit for bit); it used to
+    store an incomplete task spec and the resume ended in an AttributeError."""
+    demo = [*INSITU, "demo", "--epochs", "3", "--seed", "1", "--profile", "ideal"]
+    (tmp_path / "clean").mkdir()
+    clean_db = tmp_path / "clean" / "s.sqlite"
+    end = kill_after([*demo, "--store", str(clean_db)], tmp_path / "clean", 300.0)
+    assert end.returncode == 0, end.stderr[-800:]
+    db = tmp_path / "s.sqlite"
+    kill_at_step([*demo, "--store", str(db)], db, 10, tmp_path)
+    assert query(db, "SELECT status FROM runs WHERE id = 1") == [("running",)]
+    out, _ = run_json([*INSITU, "train", "--resume", "1", "--store", str(db), "--json",
+                       "--quiet"], tmp_path)  # fmt: skip
+    with RunStore(db) as st:
+        assert st.run(1)["status"] == "finished"
+        assert [s["step"] for s in st.steps(1)] == list(range(1, 22))
+    same_as_clean(db, clean_db)
+    with RunStore(clean_db) as st:
+        clean_k = st.snapshots(1)[-1]["k"]
+    assert out["k_final"] == clean_k
