@@ -194,7 +194,7 @@ def test_the_superposed_gradient_on_micropython_boards(net):
 
 def test_forty_grams_on_a_nonlinear_rig_trips_the_linearity_guard(net):
     """An emulated world with geometric nonlinearity: Iris's loads (5 g) pass the check
-    (6 %), the same task at 40 g does not (~100 %): that step is measured by the per-sample
+    (6 % at F), the same task at 40 g does not: that step is measured by the per-sample
     rule and a linearity event says why. (At 50 g the emulated world's Newton solve itself
     finds no equilibrium for some samples.)"""
     from insitu.emulator.inprocess import InProcessLab
@@ -218,5 +218,5 @@ def test_forty_grams_on_a_nonlinear_rig_trips_the_linearity_guard(net):
         [(kind, detail)] = plan.drain_events()
         seen[grams] = (detail, rig.counters.loadings - before)
     (ok, n_ok), (bad, n_bad) = seen[5], seen[40]
-    assert not ok["fallback"] and ok["rel"] < 0.1 and n_ok == 9
+    assert not ok["fallback"] and ok["rel"] < 0.2 and n_ok == 9
     assert bad["fallback"] and bad["rel"] > 0.5 and n_bad == 4 + 1 + 2 * 16
