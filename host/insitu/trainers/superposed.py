@@ -27,9 +27,10 @@ cross terms with strain offsets (the forward sign and the adjoint sign flip toge
 
 Scores come from port loadings too (O x_s for every sample: n_in loadings per group instead
 of one per sample). The rig checks superposition itself every ``check_every`` steps: all input
-ports at F together against the sum of their single-port responses; a relative difference
-above ``linearity_tol`` makes that step fall back to the per-sample rule (insitu.py, 2·S
-loadings) and is logged (``linearity`` event).
+ports at F/2 together against the sum of their single-port responses; a relative difference
+above ``linearity_tol`` twice in a row (a second check loading confirms the first: output
+noise alone rarely exceeds it, a nonlinear rig always does) makes that step fall back to the
+per-sample rule (insitu.py, 2·S loadings); every check is logged (``linearity`` event).
 """
 
 from __future__ import annotations
@@ -142,9 +143,12 @@ class Superposed(Plan):
         Os = [self.ports(sign, 1 + g * self.n_in) for g, sign in enumerate(groups)]
         Ou = np.mean(Os, axis=0)
         if self.opts.check_every and n % self.opts.check_every == 0:
-            rel = self.linearity(Ou)
-            fallback = rel > self.opts.linearity_tol
-            self.events.append(("linearity", {"rel": rel, "fallback": bool(fallback)}))
+            rels = [self.linearity(Ou)]
+            if rels[0] > self.opts.linearity_tol:  # noise, or the rig? one more loading says
+                rels.append(self.linearity(Ou))
+            fallback = min(rels) > self.opts.linearity_tol
+            self.events.append(("linearity", {"rel": rels[-1], "checks": rels,
+                                              "fallback": bool(fallback)}))  # fmt: skip
             if fallback:
                 return self._per_sample(idx)
         U = self.predict(Ou, idx)
