@@ -39,7 +39,25 @@ BENCHMARKS: dict[str, str] = {
     "calibration": "insitu.bench.calibration",
     "friction": "insitu.bench.friction",
     "superposed": "insitu.bench.superposed",
+    "rigtime": "insitu.bench.rigtime",
 }
+
+
+@contextlib.contextmanager
+def figure(path: Any, size: tuple[float, float] = (6.5, 3.8)) -> Iterator[Any]:
+    """One matplotlib axes (Agg), saved to ``path`` and closed when the block ends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def cpu_model() -> str:

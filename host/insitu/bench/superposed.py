@@ -189,24 +189,18 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
+    from insitu.bench import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for i, (profile, batch) in enumerate((p, b) for p in PROFILES for b in BATCHES):
-        rows = [r for r in result["rows"] if r["profile"] == profile and r["batch"] == batch]
-        ax.plot([r["loadings"] for r in rows], [1 - r["cosine"] for r in rows], marker="o",
-                color=f"C{i}", label=f"{profile}, batch {batch}")  # fmt: skip
-    ax.axhline(1e-3, color="gray", ls=":", label="cosine 0.999")
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-9)
-    ax.set_xlabel("loadings per gradient")
-    ax.set_ylabel("1 - cosine to the exact gradient")
-    ax.set_title("superposed vs per-sample (first point of each line)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path) as ax:
+        for i, (profile, batch) in enumerate((p, b) for p in PROFILES for b in BATCHES):
+            rows = [r for r in result["rows"] if r["profile"] == profile and r["batch"] == batch]
+            ax.plot([r["loadings"] for r in rows], [1 - r["cosine"] for r in rows], marker="o",
+                    color=f"C{i}", label=f"{profile}, batch {batch}")  # fmt: skip
+        ax.axhline(1e-3, color="gray", ls=":", label="cosine 0.999")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-9)
+        ax.set_xlabel("loadings per gradient")
+        ax.set_ylabel("1 - cosine to the exact gradient")
+        ax.set_title("superposed vs per-sample (first point of each line)")
+        ax.legend(fontsize=8)
     return path
