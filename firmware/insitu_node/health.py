@@ -90,23 +90,3 @@ class Health:
         if code != OK:  # keeps an element fault latched when the gauge is fine
             self.code[s] = code
         return code
-
-
-def response(e0, e1, dk, noise, rel, e_min):
-    """Verdict on a stiffness element from its bond's elongation before (e0) and after (e1) a
-    commanded change dk of its stiffness under the same load (metres, N/m).
-
-    noise: the measurements' uncertainty (m); rel: the smallest relative change of |e| that
-    counts as a response; e_min: the smallest |e| worth judging. A working element changes |e|
-    against dk (by k/k' for a bond that carries a fixed force, less where the rest of the
-    network shares the load); a stuck one changes it by noise only.
-    """
-    a0 = abs(e0)
-    a1 = abs(e1)
-    big = a0 if a0 > a1 else a1
-    if big < e_min or big < LOADED_SNR * noise:
-        return UNLOADED
-    moved = a0 - a1 if dk > 0 else a1 - a0  # > 0 when the bond answered the way physics says
-    if moved > noise and moved > rel * a0:
-        return RESPONDED
-    return NO_RESPONSE

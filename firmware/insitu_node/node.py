@@ -15,8 +15,8 @@ from . import VERSION, persist
 from .compat import const, ticks_add, ticks_diff
 from .health import ELEM as FAULT_ELEM
 from .health import NAMES as FAULT_NAMES
-from .health import NO_RESPONSE, SENSOR, VERDICTS, Health, response
 from .health import OK as FAULT_OK
+from .health import Health
 from .learning import spsa
 from .learning.bounds import clip
 from .learning.optim import Optimiser
@@ -435,7 +435,9 @@ class Node:
                 self._fault(s, self.health.judge(s, 0, 0, 0))
             line = codec.reply_err(seq, self.id, "sensor", f"timeout: channels {miss}")
         elif chk is not None:
-            line = self._checked(seq, chk, a)
+            from . import checkop
+
+            line = checkop.checked(self, seq, chk, a)
         else:
             line = self._measured(seq, a)
         self._remember(seq, crc, line)
@@ -617,29 +619,9 @@ class Node:
         return {"clipped": clipped}
 
     def _op_check(self, f, a):
-        """Response check of one bond's stiffness element (health.response): measure, command
-        the probe stiffness, measure again, put the element back, judge. The host holds a steady
-        load meanwhile and checks one bond at a time (another bond's change moves this one)."""
-        if self._mstate != IDLE:
-            raise ArgError("slot", "busy: measurement pending")
-        s = a["slot"]
-        if s >= self.n:
-            raise ArgError("slot", "no such bond slot")
-        if self.health.code[s]:
-            raise ArgError("slot", "bond has a fault: " + FAULT_NAMES[self.health.code[s]])
-        if self._spsa is not None:
-            raise ArgError("slot", "SPSA perturbation active (perturb sign 0 first)")
-        k0, lo, hi = self.kb[s], self.k_min[s], self.k_max[s]
-        kp = a["k"]
-        if kp is None:
-            kp = hi if k0 - lo < hi - k0 else lo
-        elif not lo <= kp <= hi:
-            raise ArgError("k", f"outside [{lo:g}, {hi:g}]")
-        if kp == k0:
-            raise ArgError("k", "no other stiffness to probe with")
-        self._chk = [s, kp, 0, 0.0, 0.0]
-        self._begin(f, a)
-        return None
+        from . import checkop  # the element check: loaded when asked for, not at boot
+
+        return checkop.begin(self, f, a)
 
     def _elongation(self, s):
         """(mean elongation, spread) of bond slot s over the measurement just taken (m)."""
@@ -652,24 +634,6 @@ class Node:
         self.k[chk[0]] = chk[1]
         self._set_element(chk[0])
         self._settle(a["settle_ms"])
-
-    def _checked(self, seq, chk, a):
-        s, kp, e0 = chk[0], chk[1], chk[3]
-        e1, spread1 = self._elongation(s)
-        noise = 0.5 * (chk[4] + spread1)  # half ranges: a bound on each mean's error
-        ch = self.ch
-        code = self.health.judge(s, ch.cnt[s], ch.mean(s), ch.hi[s] - ch.lo[s])
-        if code:  # a saturated or noisy gauge says nothing about the element
-            self._fault(s, code)
-            v = SENSOR
-        else:
-            v = response(e0, e1, kp - self.kb[s], noise, a["rel"], a["e_min"])
-        p = {"slot": s, "k": self.kb[s], "kp": kp, "e0": e0, "e1": e1, "noise": noise,
-             "verdict": VERDICTS[v]}
-        if v == NO_RESPONSE:
-            self.health.code[s] = FAULT_ELEM
-            self._fault(s, FAULT_ELEM)
-        return codec.reply_ok(seq, self.id, p)
 
     def _health(self, s):
         ch = self.ch
