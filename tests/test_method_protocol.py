@@ -85,7 +85,7 @@ def test_help_shows_each_methods_options(capsys: pytest.CaptureFixture[str]) -> 
     for group in ("--method coupled:", "--method fd:", "--method spsa:", "--method pat:"):
         assert group in out
     text = " ".join(out.split())
-    assert "(> 0; default 0.1)" in text  # eta: bound and default from the dataclass
+    assert "(> 0; <= 10; default 0.1)" in text  # eta: bounds and default from the dataclass
     assert "{target,matched}" in text and "(default target)" in text
 
 

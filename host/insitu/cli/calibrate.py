@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from insitu.cli.args import integer, number
 from insitu.cli.element import PROFILE_NAMES
 
 HELP = "calibrate the boards: strain gain/offset, stiffness element map, force actuator scale"
@@ -32,9 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p, "calibrate the boards on these serial ports (repeat); the operator is asked to hang "
         "the known weight",
     )  # fmt: skip
-    p.add_argument("--weight", type=float, default=5.0, help="known weight in grams (5)")
-    p.add_argument("--force", type=float, default=0.05, help="actuator load in N (0.05)")
-    p.add_argument("--levels", type=int, default=5, help="stiffness sweep levels (5)")
+    p.add_argument("--weight", type=number(0.0, 1000.0), default=5.0,
+                   help="known weight in grams (5)")  # fmt: skip
+    p.add_argument("--force", type=number(0.0, 10.0), default=0.05,
+                   help="actuator load in N (0.05)")  # fmt: skip
+    p.add_argument("--levels", type=integer(2, 100), default=5,
+                   help="stiffness sweep levels (5)")  # fmt: skip
     p.add_argument("--no-save", action="store_true", help="do not save on the boards")
     p.add_argument("--store", metavar="PATH", help="record the calibration in this run store")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

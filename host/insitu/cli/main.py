@@ -71,7 +71,9 @@ def check_files(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from insitu.cli.args import OneLineParser, tighten
+
+    parser = OneLineParser(
         prog="insitu",
         description="Self-learning mechanical networks: emulate, train in situ, deploy.",
     )
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        tighten(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -103,8 +106,14 @@ def _resolve_auto_ports(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from insitu.cli.args import UsageError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         _resolve_auto_ports(args)
         return int(args._run(args) or 0)

@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any
 
+from insitu.cli.args import number
+
 HELP = "list serial ports with the unique id and node id of the board on each"
 
 
@@ -43,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=number(0.0, 600.0),
         default=0.4,
         metavar="S",
         help="seconds per identify attempt (default: 0.4; 3 attempts)",

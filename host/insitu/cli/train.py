@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from insitu.cli.args import SEED_MAX, integer, number, seed
 from insitu.cli.element import PROFILE_NAMES, add_element, element_profile
 
 HELP = "train a network on a task (behaviour, regression, iris, or your own)"
@@ -40,17 +41,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="insilico",
         help="training method (default %(default)s; its options: the groups below)",
     )
-    p.add_argument("--epochs", type=int, help="passes over the training set (task default)")
-    p.add_argument("--batch", type=int, help="samples per step (task default)")
-    p.add_argument("--lr", type=float, help="learning rate, N/m per step (task default)")
+    p.add_argument("--epochs", type=integer(0, 10**6), help="passes over the training set "
+                   "(task default)")  # fmt: skip
+    p.add_argument("--batch", type=integer(1, 10**6), help="samples per step (task default)")
+    p.add_argument("--lr", type=number(0.0, 1e4), help="learning rate, N/m per step (task default)")
     p.add_argument("--optimiser", choices=OPTIMISERS, default="adam")
-    p.add_argument("--seed", type=int, default=0, help="split, samples and shuffling")
+    p.add_argument("--seed", type=seed, default=0, help="split, samples and shuffling")
     p.add_argument(
-        "--repeat", type=int, default=1, metavar="N", help="run seeds S..S+N-1; report each+mean"
-    )
+        "--repeat", type=integer(1, 1000), default=1, metavar="N",
+        help="run seeds S..S+N-1; report each+mean",
+    )  # fmt: skip
     p.add_argument(
         "--sharpness",
-        type=float,
+        type=number(0.0, 100.0),
         help="iris: exponent g of p_j ~ |u_j|^g in the loss (1 = the paper's; default 5)",
     )
     p.add_argument(
@@ -92,18 +95,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--recover",
-        type=int,
+        type=integer(0, 1000),
         metavar="N",
         help="boards: when a board restarts or stops answering mid-run, go back to the last "
         "checkpoint in place and go on, up to N times from one checkpoint (default 3; 0 = "
         "stop, resume by hand; with --resume: instead of the run's own setting)",
     )
     p.add_argument(
-        "--eval-every", type=int, default=1, metavar="N", help="rig-based: score every N epochs"
+        "--eval-every", type=integer(1, 10**6), default=1, metavar="N",
+        help="rig-based: score every N epochs",
     )
     p.add_argument(
         "--snapshot-every",
-        type=int,
+        type=integer(0, 10**9),
         default=0,
         metavar="N",
         help="snapshot (checkpoint) every N steps; always at step 0 and every epoch's end",
@@ -167,8 +171,12 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         kw: dict[str, Any] = {"dest": _dest(flag), "default": None, "help": text.replace("%", "%%")}
         if spec.kind is bool:
             kw["action"] = "store_true" if spec.default is False else argparse.BooleanOptionalAction
-        else:
+        else:  # a float option is finite (argparse's float takes "nan" and "inf")
             kw["type"] = str if spec.parse is not None else spec.kind
+            if kw["type"] is float:
+                from insitu.cli.args import plain_float
+
+                kw["type"] = plain_float
             if spec.choices:
                 kw["choices"] = list(spec.choices)
             kw["metavar"] = None if spec.choices else spec.metavar or spec.name.upper()
@@ -266,13 +274,18 @@ def _task_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _open_store(args: argparse.Namespace) -> Any:
+    import sqlite3
+
     from insitu.cli.main import UserError
     from insitu.store import RunStore, StoreError
 
+    if args.store and Path(args.store).is_dir():
+        raise UserError(f"--store {args.store}: is a directory: give a file, e.g. "
+                        f"{Path(args.store) / 'insitu.sqlite'}")  # fmt: skip
     try:
         return RunStore(args.store)
-    except (StoreError, OSError) as exc:
-        raise UserError(str(exc))
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        raise UserError(f"--store {args.store or 'runs/insitu.sqlite'}: {exc}")
 
 
 def _gradient_epochs(text: str) -> tuple[int, ...]:
@@ -487,18 +500,23 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
         settings["family"] = args.family
         settings["pins"] = args.pins
     options = _options(args, args.method)
-    store = None if args.no_store else _open_store(args)
+    if args.seed + args.repeat - 1 > SEED_MAX:
+        raise UserError(f"--seed {args.seed} --repeat {args.repeat}: seeds end above {SEED_MAX}")
+    # every seed's task, config and method checked before anything is written
     jobs = []
-    results = []
-    for seed in range(args.seed, args.seed + args.repeat):
-        task = _task(args, net, seed)
-        job = _Job(args.method, net, task, _config(args, task, seed), settings, options)
-        flash = None
+    for s in range(args.seed, args.seed + args.repeat):
+        task = _task(args, net, s)
+        job = _Job(args.method, net, task, _config(args, task, s), settings, options)
         if args.port and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; drop --port")
         if args.check_elements and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; "
                             "drop --check-elements")  # fmt: skip
+        jobs.append(job)
+    store = None if args.no_store else _open_store(args)
+    results = []
+    for job in jobs:
+        flash = None
         if store is not None:
             if args.port:
                 from insitu.deploy.nodeconfig import expected_hash
@@ -509,7 +527,7 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
 
                 hashes = board_hashes(net, args.profile) if job.on_rig else {}
             job.run_id = store.create_run(
-                args.method, task.name, seed, job.config(), net, job.profile, hashes
+                args.method, job.task.name, job.cfg.seed, job.config(), net, job.profile, hashes
             )
             flash = store.run_dir(job.run_id) / "boards"
             # a new run's emulated boards start from an empty flash: never from a run that
@@ -517,7 +535,6 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
             shutil.rmtree(flash, ignore_errors=True)
         job.connect(flash, fresh=True)
         results.append(_train(job, store, args.quiet, args.recover))
-        jobs.append(job)
     return net, results, jobs, store
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -177,6 +178,12 @@ def from_callable(spec: str, net: Network, seed: int = 0) -> Task:
     fn = getattr(mod, fname, None)
     if not callable(fn):
         raise TaskError(f"{spec}: {modname} has no function {fname}")
+    try:
+        inspect.signature(fn).bind(net, seed)
+    except TypeError:
+        raise TaskError(f"{spec}: {fname} must take (network, seed) and return a Task") from None
+    except ValueError:
+        pass  # a builtin without a signature: call it and see
     task = fn(net, seed)
     if not isinstance(task, Task):
         raise TaskError(f"{spec}: returned {type(task).__name__}, expected insitu.tasks.Task")

@@ -163,7 +163,7 @@ def loadings_per_update(
 @dataclass(frozen=True)
 class Options(protocol.Options):
     eta: float = option(ETA, "nudge η, the clamp's fraction of the way from the free "
-                        "state (bias ∝ η)", gt=0.0)  # fmt: skip
+                        "state (bias ∝ η)", gt=0.0, le=10.0)  # fmt: skip
     nudge: str = option("target", "target (classic) or matched (the outputs' "
                         "compliance; n_out more loadings per update)", choices=NUDGES)  # fmt: skip
     symmetric: bool = option(False, "also clamp at -η and average (3 loadings per "

@@ -145,7 +145,7 @@ def loadings_per_update(n_bonds: int, batch: int, central: bool = False) -> int:
 @dataclass(frozen=True)
 class Options(protocol.Options):
     h: float = option(H, "the finite-difference step, N/m (rounded to whole element steps)",
-                      flag="--fd-step", gt=0.0)  # fmt: skip
+                      flag="--fd-step", gt=0.0, le=1e4)  # fmt: skip
     central: bool = option(False, "central differences (2 loadings per bond per sample; "
                            "second order)")  # fmt: skip
 

@@ -52,7 +52,7 @@ def loadings_per_update(batch: int) -> int:
 @dataclass(frozen=True)
 class Options(protocol.Options):
     c: float = option(C, "the perturbation c, N/m (each bond moves ±c)", flag="--spsa-c",
-                      gt=0.0)  # fmt: skip
+                      gt=0.0, le=1e4)  # fmt: skip
 
 
 class _Seeds:
