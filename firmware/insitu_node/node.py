@@ -35,7 +35,7 @@ STALE_MS = const(1000)  # a sensor silent this long is reported stale
 
 _STORE_PHASES = ("forward", "free")
 # ops that would move k or e: refused while an element check runs
-_NOT_IN_CHECK = ("set", "perturb", "update", "reset", "configure", "save", "cal")
+_NOT_IN_CHECK = ("set", "perturb", "update", "configure", "save", "cal")
 
 
 def _zeros(z):
@@ -312,9 +312,14 @@ class Node:
                 return []
             line = codec.reply_ok(f.seq, self.id, payload)
         except ArgError as e:
-            line = codec.reply_err(f.seq, self.id, e.args[0], e.args[1])
+            line = e.args
         except Exception as e:  # a bug must not take the node down; report it
-            line = codec.reply_err(f.seq, self.id, "node", f"internal: {type(e).__name__}")
+            line = ("node", f"internal: {type(e).__name__}")
+        if type(line) is tuple:
+            try:
+                line = codec.reply_err(f.seq, self.id, line[0], line[1])
+            except Exception:  # a field name it cannot write back (MicroPython: not ASCII)
+                line = codec.reply_err(f.seq, self.id, "args", "field name not ASCII")
         self._remember(f.seq, f.crc, line)
         return [line]
 
@@ -712,6 +717,14 @@ class Node:
         return calop.apply(self, a)
 
     def _op_reset(self, f, a):
+        if self._mstate != IDLE:  # abort the measurement or check in hand: its request gets
+            seq, chk = self._mreq[0], self._chk  # an err reply, the element its k back
+            self._mstate, self._mreq, self._chk = IDLE, None, None
+            if chk is not None:
+                self.k[chk[0]] = self.kb[chk[0]]
+                self._set_element(chk[0])
+            self._out.append(codec.reply_err(seq, self.id, "phase", "aborted by reset"))
+            self.pending = True
         if a["faults"]:
             self.health.clear()
         self.acc.reset()

@@ -245,3 +245,45 @@ def test_garbage_never_replies_or_changes_state():
         assert node.handle_line(junk) == []
         assert node.handle_line(junk.encode()) == []
     assert _snapshot(h) == before
+
+
+def test_a_field_name_the_node_cannot_echo_still_gets_one_reply():
+    """A valid frame whose args carry a non-ASCII key: MicroPython's json writes the key back
+    unescaped, which the codec refuses, so the error reply used to raise out of handle_line
+    and stop the node's command task. Now: one err reply, and the node goes on."""
+    from insitu_node.compat import crc32
+
+    bus, node, h = _setup(2)
+    body = '@1 7 n1 perturb {"sign":1,"c":0.5,"\\u00e9":63}'
+    line = "%s *%08x" % (body, crc32(body.encode()))
+    out = node.handle_line(line)
+    assert len(out) == 1
+    r = codec.decode(out[0])
+    assert r.op == "err" and r.seq == 7 and r.args["field"] in ("args", "\u00e9"), r.args
+    assert h.one("ping").op == "ok"  # still answering
+
+
+def test_reset_aborts_a_long_check_or_measurement():
+    """A check asking for the schema's longest waits kept a node busy for 20 minutes,
+    refusing everything but `force off` and `release`. The waits are bounded (2 min) and
+    `reset` aborts what is in hand: its request gets an err reply, the element its k back."""
+    bus, node, h = _setup(2)
+    r = h.one("check", {"slot": 0, "settle_ms": 600000})
+    assert r.op == "err" and r.args["field"] == "settle_ms"
+    assert h.call("check", {"slot": 0, "settle_ms": 120000, "timeout_ms": 120000}) == []
+    t, _ = h.run(0, 100)
+    assert node.busy
+    assert [x.op for x in h.call("reset")] == ["ok"]
+    t, out = h.run(t, 20)
+    assert [(x.op, x.args["reason"]) for x in out] == [("err", "aborted by reset")]
+    assert not node.busy
+    # aborted in its second half, at the probe stiffness: the element goes back
+    assert h.call("check", {"slot": 0, "settle_ms": 300}) == []
+    t, _ = h.run(t, 450)
+    assert node.busy and node.k[0] != node.kb[0]
+    assert [x.op for x in h.call("reset")] == ["ok"]
+    t, out = h.run(t, 20)
+    assert [x.args["reason"] for x in out] == ["aborted by reset"]
+    assert not node.busy and node.k[0] == node.kb[0]
+    t, r = _measure(h, t, {"phase": "forward", "n": 1})
+    assert r.op == "ok"

@@ -307,8 +307,8 @@ def test_element_check_holds_off_what_would_move_the_bond():
     h = fx.Host(node)
     assert h.call("check", {"slot": 0, "settle_ms": 50, "n": 4}) == []
     for op, args in (("set", {"k": [150.0], "slot": 0}), ("perturb", {"seed": 1, "c": 1.0,
-                     "sign": 0}), ("update", {"rule": "adjoint", "lr": 1.0}), ("reset", {}),
-                     ("configure", {"tare": True}), ("save", {})):
+                     "sign": 0}), ("update", {"rule": "adjoint", "lr": 1.0}),
+                     ("configure", {"tare": True}), ("save", {})):  # (reset aborts: case_node)
         r = h.one(op, args)
         assert r.op == "err" and r.args["reason"] == "busy: element check running", (op, r)
     assert h.one("ping").op == "ok"  # the host may still ask

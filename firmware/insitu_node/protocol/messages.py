@@ -48,8 +48,8 @@ SCHEMA = {
         "phase": (ENUM, PHASES, None, REQUIRED),
         "tag": (INT, 0, 65535, 0),
         "n": (INT, 1, 64, 1),  # 64 x 24-bit counts still sum to a small int on a board
-        "settle_ms": (INT, 0, 600000, 0),
-        "timeout_ms": (INT, 1, 600000, None),
+        "settle_ms": (INT, 0, 120000, 0),  # 10 tau of a slow rig; reset aborts
+        "timeout_ms": (INT, 1, 120000, None),
         "scale": (FLOAT, -_BIG, _BIG, 1.0),
         "eta": (FLOAT, 1e-12, _BIG, None),
         "eps": (FLOAT, 1e-12, _BIG, None),
@@ -93,8 +93,8 @@ SCHEMA = {
         "slot": (INT, 0, 63, REQUIRED),
         "k": (FLOAT, 1e-12, _BIG, None),  # probe stiffness; absent = the farther bound
         "n": (INT, 1, 64, 4),
-        "settle_ms": (INT, 0, 600000, 0),  # after each stiffness change (servo travel + creep)
-        "timeout_ms": (INT, 1, 600000, None),
+        "settle_ms": (INT, 0, 120000, 0),  # after each stiffness change (servo travel + creep)
+        "timeout_ms": (INT, 1, 120000, None),
         "rel": (FLOAT, 0.0, 1.0, 0.02),  # smallest relative change of |e| that counts
         "e_min": (FLOAT, 0.0, 1.0, 2e-6),  # metres: less elongation than this is not judged
     },
