@@ -255,7 +255,7 @@ def test_a_field_name_the_node_cannot_echo_still_gets_one_reply():
 
     bus, node, h = _setup(2)
     body = '@1 7 n1 perturb {"sign":1,"c":0.5,"\\u00e9":63}'
-    line = "%s *%08x" % (body, crc32(body.encode()))
+    line = f"{body} *{crc32(body.encode()):08x}"
     out = node.handle_line(line)
     assert len(out) == 1
     r = codec.decode(out[0])
