@@ -30,6 +30,8 @@ IDLE = const(0)
 SETTLE = const(1)
 SAMPLING = const(2)
 DONE = const(3)
+_CALM_N = const(64)  # samples a settle-until-still window sums at most (small-int sums)
+_CALM_MS = const(200)  # settle until still: window length (li-mao's tau; 16 samples at 80 SPS)
 CACHE = const(4)  # replies kept for retried sequence numbers
 STALE_MS = const(1000)  # a sensor silent this long is reported stale
 
@@ -114,6 +116,9 @@ class Node:
         self._mwait = 0  # sampling timeout (ms) of the measurement in hand
         self._chk = None  # element check in hand: [slot, probe k, stage, e0, spread0]
         self._mreq = None  # (seq, crc, validated args) of the pending measurement
+        # settle until still: the last window's mean per strain channel, then a bit per
+        # channel that has no last window to compare with (made on first use)
+        self._cref = None
         self._timed_out = False
         self.pending = False
         self._out = []
@@ -230,13 +235,18 @@ class Node:
     def tick(self, now):
         self.now = now
         st = self._mstate
-        done = self.ch.poll(self._sensors, self._mn if st == SAMPLING else 0)
+        calm = self._mreq[2].get("calm", 0) if st == SETTLE else 0
+        done = self.ch.poll(self._sensors, self._mn if st == SAMPLING else calm and _CALM_N)
         last = self.ch.last
         elem = self._elem
         for b in range(self.n):
             elem[b].control(last[b])
         if st == SETTLE:
-            if ticks_diff(now, self._mt0) >= 0:
+            go = ticks_diff(now, self._mt0) >= 0
+            if calm and ticks_diff(now, self._mdead) >= 0:  # a calm window ended
+                go = self._still(calm) or go
+            if go:
+                self._mdead = ticks_add(now, self._mwait)
                 self.ch.start()
                 code, cnt, mn = self.health.code, self.ch.cnt, self._mn
                 for b in range(self.n):  # a faulty strain channel is not waited for
@@ -276,9 +286,9 @@ class Node:
         st = self._mstate
         if st == IDLE:
             return None
-        if st == SETTLE:
+        if st == SETTLE and not self._mreq[2].get("calm", 0):
             return max(0, ticks_diff(self._mt0, self.now))
-        return 0
+        return 0  # sampling, or settling until still: every tick reads the sensors
 
     def step(self, now):
         """tick + service: what an emulator calls per virtual control period."""
@@ -420,6 +430,38 @@ class Node:
         self._mdead = ticks_add(self._mt0, self._mwait)
         self._timed_out = False
         self._mstate = SETTLE
+        if self._mreq[2].get("calm", 0):  # settle until still: windows from now on
+            if self._cref is None:  # once per node: a command, not the tick
+                fl = not self.ch.rail  # an ideal sensor's float counts
+                self._cref = array("d" if fl else "i", bytes((8 if fl else 4) * (self.n + 1)))
+            self._cref[self.n] = (1 << self.n) - 1  # no window before the first: not still
+            self._mdead = ticks_add(self.now, _CALM_MS)
+            self.ch.start()
+
+    def _still(self, calm):
+        """Settle until still: a window ended. 1 when every live strain channel's mean is
+        within ``calm`` counts of the window before; the next window starts. Integer means of
+        at most _CALM_N 24-bit samples: small ints, no allocation in the tick."""
+        ch, ref, code = self.ch, self._cref, self.health.code  # 4 names would build a tuple
+        none, ok, empty = int(ref[self.n]), 1, 0
+        for b in range(self.n):
+            if 0 < code[b] < FAULT_ELEM:  # a faulty strain channel is not waited for
+                continue
+            c = ch.cnt[b]
+            if not c:  # no word accepted in the window (a 10 SPS part, or the HX711 check
+                # dropping a fast transient's jumps): cannot tell, so not still, and the next
+                # window has nothing to compare with (two empty windows are not calm)
+                ok = 0
+                empty |= 1 << b
+                continue
+            m = ch.sums[b] // c if ch.rail else ch.sums[b] / c
+            if none >> b & 1 or abs(m - ref[b]) > calm:
+                ok = 0
+            ref[b] = m
+        ref[self.n] = empty
+        ch.start()
+        self._mdead = ticks_add(self.now, _CALM_MS)
+        return ok
 
     def _finish_measure(self):
         seq, crc, a = self._mreq

@@ -287,3 +287,73 @@ def test_reset_aborts_a_long_check_or_measurement():
     assert not node.busy and node.k[0] == node.kb[0]
     t, r = _measure(h, t, {"phase": "forward", "n": 1})
     assert r.op == "ok"
+
+
+def _settle_run(node, bus, h, calm, settle_ms, approach):
+    """Send a measure and tick every 10 ms, strain 0 and 1 following ``approach(ms since
+    the load)``; (ms from the request to the reply, the reply)."""
+    from insitu_node.compat import ticks_add
+
+    t, _ = h.run(0, 50)
+    args = {"phase": "forward", "n": 2, "settle_ms": settle_ms, "v": True}
+    if calm:
+        args["calm"] = calm
+    assert h.call("measure", args) == []
+    for ms in range(10, 20000, 10):
+        bus.strain[0] = approach(ms)
+        bus.strain[1] = -approach(ms) // 2
+        t = ticks_add(t, 10)
+        out = node.step(t)
+        if out:
+            return ms, codec.decode(out[0])
+    return None, None
+
+
+def test_settle_until_still_starts_sampling_when_the_approach_has_slowed():
+    """calm=5: sampling starts once both gauges' 200 ms window means move by <= 5 counts
+    (an approach halving every 50 ms: ~1.2 s), long before the 5 s cap; the reading is the
+    settled value. Without calm the node waits the whole settle_ms."""
+
+    def approach(ms):
+        return 100000 - (100000 >> min(ms // 50, 40))
+
+    bus, node, h = _setup(2)
+    ms, r = _settle_run(node, bus, h, 5, 5000, approach)
+    assert r.op == "ok" and 600 <= ms <= 2000, ms
+    assert abs(r.args["e"][0] / fx.GAIN - 100000) <= 5
+    bus, node, h = _setup(2)
+    ms, r = _settle_run(node, bus, h, 0, 5000, approach)
+    assert r.op == "ok" and ms >= 5000
+
+
+def test_settle_until_still_is_capped_by_settle_ms():
+    """A gauge that keeps moving (a ramp) never looks still: sampling starts at settle_ms."""
+    bus, node, h = _setup(2)
+    ms, r = _settle_run(node, bus, h, 5, 1500, lambda ms: 40 * ms)
+    assert r.op == "ok" and 1500 <= ms <= 1600, ms
+
+
+def test_settle_until_still_never_calls_windows_without_samples_still():
+    """A window in which no word arrived (a 10 SPS part, or the HX711 check dropping every
+    word of a fast transient) cannot show the approach has slowed: two empty windows are not
+    calm. Here the gauges give no word for 1 s, then a constant one: sampling starts only
+    after two 200 ms windows of words (it started at once before, on 'no change')."""
+    from insitu_node.compat import ticks_add
+
+    bus = fx.Bus(ready=True)
+    node = emulated(fx.config(2), bus)
+    h = fx.Host(node)
+    t, _ = h.run(0, 50)
+    args = {"phase": "forward", "n": 2, "settle_ms": 5000, "calm": 5, "v": True}
+    assert h.call("measure", args) == []
+    for ms in range(10, 6000, 10):
+        quiet = ms <= 1000
+        for s in (0, 1):
+            bus.ready_map[s] = 0 if quiet else 1
+            bus.strain[s] = 50000
+        t = ticks_add(t, 10)
+        out = node.step(t)
+        if out:
+            break
+    r = codec.decode(out[0])
+    assert r.op == "ok" and 1400 <= ms <= 1700, ms

@@ -7,11 +7,11 @@ allocate.
 Boots the node the way app.setup.make_node does on a board (boots.txt, config.json read as
 text, load_text, build_hal, Node) on the emulated HAL, the bus being a stub whose read/write
 never allocate; then 90 control ticks under micropython.heap_lock() (idle, a measurement's
-settle and sampling, after it), twice. Prints one line, a Python tuple: gc.mem_alloc() at
-each mark, the ticks that allocated (must be 0), whether both measurements replied ok, the
-free and the used heap, the word size in bits and the MicroPython version; probe_result() in
-host/insitu/bench/firmware.py turns it into bytes held by the code and by the node and the
-peak of each setup stage.
+settle and sampling, after it), twice, then 125 with a measurement that settles until still.
+Prints one line, a Python tuple: gc.mem_alloc() at each mark, the ticks that allocated (must
+be 0), whether every measurement replied ok, the free and the used heap, the word size in
+bits and the MicroPython version; probe_result() in host/insitu/bench/firmware.py turns it
+into bytes held by the code and by the node and the peak of each setup stage.
 
 Automatic garbage collection is off: the 32-bit WASI build of MicroPython cannot collect
 safely inside nested calls (host/insitu/emulator/wasm32.py). The probe collects only here at
@@ -99,9 +99,12 @@ class Bus:
 
 
 def lines():
-    """The two measure requests, framed as the host sends them (to node "n1")."""
+    """The measure requests, framed as the host sends them (to node "n1"): two with a fixed
+    settle, one that settles until still (Node._still run in the ticks)."""
     a = {"phase": "forward", "n": 8, "settle_ms": 50}
-    return [encode(1, "n1", "measure", a), encode(2, "n1", "measure", a)]
+    c = {"phase": "forward", "n": 8, "settle_ms": 2000, "calm": 5}
+    return [encode(1, "n1", "measure", a), encode(2, "n1", "measure", a),
+            encode(3, "n1", "measure", c)]
 
 
 sys.modules["emubus"] = Bus()  # emu.build imports the bus as the module `emubus`
@@ -127,14 +130,22 @@ gc.collect()
 mark("node")
 
 
-def cycle(t, line):
-    """50 idle ticks, a measurement (settle, sampling, done), 20 ticks after it: the ticks
-    that allocated. Whether the measurement completed, and its reply, go to R."""
+# per measurement: (start tick time, ticks, the tick at which it must be done); the calm one
+# is still after two 200 ms windows (the stub's counts are constant) and 8 samples
+CYCLES = ((0, 90, 70), (900, 90, 70), (1800, 125, 110))
+
+
+def cycle(k):
+    """50 idle ticks, measurement k (settle, sampling, done), 20 or more ticks after it: the
+    ticks that allocated. Whether the measurement completed, and its reply, go to R. (One
+    argument: a deeper call at module level would push the module's frame off the C stack.)"""
+    t, ticks, done = CYCLES[k]
+    line = LINES[k]
     n = 0
-    for i in range(90):
+    for i in range(ticks):
         if i == 50:
             node.handle_line(line)
-        if i == 70:  # settled, sampled, DONE: the reply is built by service()
+        if i == done:  # settled, sampled, DONE: the reply is built by service()
             R.append(node.pending)
             R.append(node.service())
         t = ticks_add(t, 10)
@@ -159,19 +170,21 @@ def poison():
 
 
 R = [0]  # ticks that allocated, then (pending, replies) of each measurement
-R[0] = cycle(0, LINES[0])
+R[0] = cycle(0)
 gc.collect()
 mark("after")
 poison()
 gc.collect()
-R[0] += cycle(900, LINES[1])
+R[0] += cycle(1)
+gc.collect()
+R[0] += cycle(2)
 gc.collect()
 
 
 def report():
-    ok = len(R) == 5 and R[1] and R[3]
+    ok = len(R) == 7 and R[1] and R[3] and R[5]
     if ok:  # replies decoded only now: not part of a measurement stage's peak
-        for r in (R[2], R[4]):
+        for r in (R[2], R[4], R[6]):
             ok = ok and len(r) == 1 and decode(r[0]).op == "ok"
     print((M, R[0], ok, gc.mem_free(), gc.mem_alloc(), 64 if sys.maxsize > 2**31 else 32,
            sys.implementation.version[:3]))

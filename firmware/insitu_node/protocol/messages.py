@@ -54,6 +54,8 @@ SCHEMA = {
         "eta": (FLOAT, 1e-12, _BIG, None),
         "eps": (FLOAT, 1e-12, _BIG, None),
         "v": (BOOL, 0, 1, False),  # also report this node's elongations
+        # settle until still: strain means of consecutive 200 ms windows within calm counts
+        "calm": (INT, 0, 16777216, 0),  # 0 = wait settle_ms (with calm: the cap)
     },
     "force": {
         "axis": (INT, 0, 7, None),

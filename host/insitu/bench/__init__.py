@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, str] = {
     "friction": "insitu.bench.friction",
     "superposed": "insitu.bench.superposed",
     "rigtime": "insitu.bench.rigtime",
+    "settle": "insitu.bench.settle",
 }
 
 

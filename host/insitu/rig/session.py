@@ -520,11 +520,16 @@ class Rig:
         eta: float | None = None,
         eps: float | None = None,
         v: bool = False,
+        calm: int = 0,
     ) -> Measurement:
-        """Broadcast one measurement phase and wait for every board's (deferred) reply."""
+        """Broadcast one measurement phase and wait for every board's (deferred) reply.
+        ``calm`` > 0: each node starts sampling as soon as its gauges have settled to within
+        ``calm`` counts per 200 ms window, ``settle_ms`` being the cap (docs/protocol.md)."""
         args: dict[str, Any] = {"phase": phase, "tag": int(tag), "n": int(n)}
         if settle_ms:
             args["settle_ms"] = int(settle_ms)
+        if calm:
+            args["calm"] = int(calm)
         for key, val in (("scale", scale), ("eta", eta), ("eps", eps)):
             if val is not None:
                 args[key] = float(val)

@@ -77,7 +77,7 @@ def output_compliance(
     G = np.zeros((len(outputs), len(outputs)))
     for j, p in enumerate(outputs):
         rig.apply_forces({p: f0})
-        m = rig.measure("forward", tag=0, settle_ms=phases.settle_ms, n=phases.n)
+        m = rig.measure("forward", tag=0, **phases.how())
         G[:, j] = m.outputs(outputs) / f0
     return G
 
@@ -126,7 +126,7 @@ def accumulate_batch(
     for n, s_idx in enumerate(idx):
         tag = n + 1
         rig.apply_forces({p: float(f) for p, f in zip(io.inputs, task.inputs[s_idx], strict=True)})
-        m = rig.measure("free", tag=tag, settle_ms=phases.settle_ms, n=phases.n)
+        m = rig.measure("free", tag=tag, **phases.how())
         u_raw = m.outputs(io.outputs)
         u = floored(u_raw, phases.u_floor)
         loss, g = task.loss_grad(u, task.targets[s_idx])
@@ -136,14 +136,7 @@ def accumulate_batch(
             # clamp relative to what the sensors read (not the floored value the loss sees)
             for p, uc in zip(io.outputs, u_raw + sign * eta * delta, strict=True):
                 rig.clamp(p, float(uc))
-            rig.measure(
-                "clamped",
-                tag=tag,
-                settle_ms=phases.settle_ms,
-                n=phases.n,
-                eta=eta,
-                scale=sign / s,
-            )
+            rig.measure("clamped", tag=tag, eta=eta, scale=sign / s, **phases.how())
             count += 1
         rig.release()
         losses.append(loss)

@@ -49,6 +49,13 @@ class Phases:
     # re-zero the strain channels every this many epochs (0: only at the start): HX711
     # bridges drift (~2 counts/s realistic), and 100 epochs is ~30 h of bench time
     tare_every: int = 0
+    # settle until still (counts; 0: wait settle_ms): each node starts sampling once its
+    # gauges' 200 ms window means move by at most this much, settle_ms being the cap
+    calm: int = 0
+
+    def how(self) -> dict[str, int]:
+        """How each loading is measured, as Rig.measure takes it."""
+        return {"settle_ms": self.settle_ms, "n": self.n, "calm": self.calm}
 
 
 @dataclass
@@ -68,7 +75,7 @@ def forward(
 ) -> np.ndarray:
     """Apply one sample's input forces (all else off), measure, return output displacements."""
     rig.apply_forces({p: float(f) for p, f in zip(inputs, x, strict=True)})
-    m = rig.measure("forward", tag=tag, settle_ms=phases.settle_ms, n=phases.n)
+    m = rig.measure("forward", tag=tag, **phases.how())
     return floored(m.outputs(outputs), phases.u_floor)
 
 
@@ -85,7 +92,7 @@ def adjoint(rig: Rig, outputs: Sequence[Port], dL_du: np.ndarray, tag: int, phas
     sigma = phases.adjoint_peak / peak if peak > 0 else 1.0
     f = adjoint_force(sigma * np.asarray(dL_du, dtype=float))  # the convention's sign
     rig.apply_forces({p: float(fp) for p, fp in zip(outputs, f, strict=True)})
-    rig.measure("adjoint", tag=tag, settle_ms=phases.settle_ms, n=phases.n, scale=1.0 / sigma)
+    rig.measure("adjoint", tag=tag, scale=1.0 / sigma, **phases.how())
 
 
 def accumulate_batch(

@@ -108,7 +108,7 @@ class Superposed(Plan):
         for i, port in enumerate(self.io.inputs):
             rig.apply_forces({port: sign * self.F})
             tag = 0 if tag0 is None else tag0 + i
-            m = rig.measure("forward", tag=tag, settle_ms=ph.settle_ms, n=ph.n)
+            m = rig.measure("forward", tag=tag, **ph.how())
             Ou[:, i] = m.outputs(self.io.outputs) / (sign * self.F)
         return Ou
 
@@ -124,7 +124,7 @@ class Superposed(Plan):
         assert rig is not None and ph is not None
         half = 0.5 * self.F
         rig.apply_forces({p: half for p in self.io.inputs})
-        m = rig.measure("forward", tag=0, settle_ms=ph.settle_ms, n=ph.n)
+        m = rig.measure("forward", tag=0, **ph.how())
         u = m.outputs(self.io.outputs)
         want = half * Ou.sum(axis=1)
         scale = float(np.linalg.norm(want))
@@ -165,8 +165,7 @@ class Superposed(Plan):
                     f = sign * adjoint_force(sigma * M[i])
                     rig.apply_forces({p: float(v) for p, v in zip(self.io.outputs, f, strict=True)})
                 scale = self.n_in / (S * self.F * sigma)
-                rig.measure("adjoint", tag=1 + g * self.n_in + i, settle_ms=ph.settle_ms, n=ph.n,
-                            scale=scale)  # fmt: skip
+                rig.measure("adjoint", tag=1 + g * self.n_in + i, scale=scale, **ph.how())
         rep = rig.update(rule="adjoint", lr=cfg.lr, opt=cfg.optimiser,
                          batch=len(groups) * self.n_in, **hyper(cfg))  # fmt: skip
         return Step(float(np.mean(loss)), np.full(self.net.n_bonds, np.nan), rep.max_dk,
