@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench tutorial clean
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "insitu needs Python >= 3.10, found " + sys.version.split()[0])'
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check host firmware tests
+
+# re-execute docs/tutorial.ipynb in place (its runs go to a scratch directory)
+tutorial: $(STAMP)
+	$(BIN)/python -c 'import nbformat, nbclient, tempfile; p = "docs/tutorial.ipynb"; \
+	nb = nbformat.read(p, as_version=4); \
+	nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", \
+	resources={"metadata": {"path": tempfile.mkdtemp()}}).execute(); nbformat.write(nb, p)'
 
 bench: $(STAMP)
 	$(BIN)/insitu bench all --out docs/bench

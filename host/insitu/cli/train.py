@@ -335,8 +335,12 @@ class _Job:
         self.recorder: Any = None
 
     def config(self) -> dict[str, Any]:
+        from insitu.resources import firmware_sha256
+
+        # the firmware by content, not only its version number (a run names what it ran on)
         return {"train": asdict(self.cfg), "method": self.method_name,
-                "options": self.options.record(), **self.settings}  # fmt: skip
+                "options": self.options.record(), **self.settings,
+                "firmware_sha256": firmware_sha256()}  # fmt: skip
 
     def port_configs(self) -> dict[int, dict]:
         """What each board on a port must be running (what `insitu flash` wrote)."""
