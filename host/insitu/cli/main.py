@@ -4,12 +4,19 @@ A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors a user can fix (bad file, bad flag, missing board) are raised as
 ``UserError`` or a domain error and printed as one line on stderr with exit status 2; nothing
 is written on that path.
+
+Diagnostics go through ``logging`` (loggers ``insitu.*``): ``insitu --log-level info ...`` (or
+``$INSITU_LOG``) shows retries, reboots, in-place recoveries and fallbacks on stderr, one line
+each; the default, ``warning``, shows only what went wrong and was handled. insitu writes no
+colour codes, so ``NO_COLOR`` holds whatever the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -77,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="insitu",
         description="Self-learning mechanical networks: emulate, train in situ, deploy.",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="diagnostics on stderr from this level up (default $INSITU_LOG or warning)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, modname in COMMANDS.items():
@@ -105,12 +118,47 @@ def _resolve_auto_ports(args: argparse.Namespace) -> None:
         args.family = family
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _logging(level: str | None) -> None:
+    """One stderr handler on the ``insitu`` logger (not the root: a notebook's or an
+    application's own logging is left alone)."""
+    name = (level or os.environ.get("INSITU_LOG") or "warning").lower()
+    if name not in LOG_LEVELS:
+        from insitu.cli.args import UsageError
+
+        levels = ", ".join(LOG_LEVELS)
+        raise UsageError(f"insitu: error: $INSITU_LOG={name!r}: choose from {levels}")
+    logger = logging.getLogger("insitu")
+    logger.setLevel(name.upper())
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("insitu: %(levelname)s: %(message)s (%(name)s)"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+class _Stderr(logging.StreamHandler):
+    """Whatever sys.stderr is when a record is written (main() may run many times in one
+    process: tests, a notebook), not the stream of the first call."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from insitu.cli.args import UsageError
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _logging(args.log_level)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

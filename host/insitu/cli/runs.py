@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,18 @@ def _open(args: argparse.Namespace, must_exist: bool = True) -> Any:
     from insitu.store import RunStore, StoreError, default_path
 
     path = Path(args.store) if args.store else default_path()
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a run store file")
     if must_exist and not path.exists():
         raise UserError(f"no run store at {path} (train something first, or give --store)")
+    if must_exist and path.stat().st_size == 0:  # sqlite would make it a store: reading
+        raise UserError(f"{path}: empty file, not a run store")  # never writes
     try:
         return RunStore(path)
     except StoreError as exc:
         raise UserError(str(exc))
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: {exc}")
 
 
 def _row(store: Any, run: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ the board and what is wrong.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,8 @@ from insitu.network.schema import Board, Network, Port
 from insitu_node import VERSION as FIRMWARE_VERSION
 from insitu_node.protocol import codec
 from insitu_node.protocol.messages import REQUIRED, SCHEMA, measure_deadline_ms
+
+log = logging.getLogger(__name__)
 
 BROADCAST = codec.BROADCAST
 
@@ -224,6 +227,10 @@ class Rig:
                 if attempt:
                     self._send(w, line)
                     self.counters.retries += 1
+                    silent = ", ".join(self._name(a) for a in sorted(expect - got.keys(),
+                                                                     key=_addr_key))  # fmt: skip
+                    log.info("%s: no reply from %s, sent again (attempt %d of %d)", op, silent,
+                             attempt + 1, self.retries + 1)  # fmt: skip
                 self._collect(w, seq, expect, got, timeout)
                 if expect <= got.keys():
                     break
@@ -699,6 +706,7 @@ class Rig:
         ]
         if moved:
             who = ", ".join(self._name(a) for a in sorted(moved, key=_addr_key))
+            log.warning("%s restarted (boot count changed) before %s", who, op)
             raise RigReboot(f"{who} restarted (boot count changed) before {op}", moved)
 
     def fault_report(self) -> list[str]:

@@ -25,6 +25,7 @@ checkpoint skipped, so a resumed run draws what an uninterrupted one would have.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ from insitu.trainers.common import (
 )
 from insitu.trainers.insitu import InSituResult, accumulate_batch, evaluate
 from insitu.trainers.protocol import Context, Plan
+
+log = logging.getLogger(__name__)
 
 BATCH_STREAM = 0x1A5  # the batch order's stream: default_rng([seed, BATCH_STREAM])
 
@@ -369,6 +372,8 @@ class _Run:
         result.train_loadings = int(sum(result.step_loadings))
         self.done = snap.step
         result.history = [h for h in result.history if h.epoch * self.spe <= snap.step]
+        log.warning("recovered in place from %s: %s; back to step %d, %d step(s) to redo",
+                    type(exc).__name__, exc, snap.step, redo)  # fmt: skip
         notify(self.callbacks, "on_recover", snap.step, f"{type(exc).__name__}: {exc}", rebooted)
 
     def _back(self) -> tuple[Snapshot, list[str]]:

@@ -35,6 +35,7 @@ per-sample rule (insitu.py, 2·S loadings); every check is logged (``linearity``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ from insitu.trainers.common import TrainConfig
 from insitu.trainers.insitu import ADJOINT_PEAK_N, accumulate_batch, floored
 from insitu.trainers.protocol import Method, Plan, Step, hyper, option
 from insitu_node.learning.convention import adjoint_force
+
+log = logging.getLogger(__name__)
 
 PORT_N = ADJOINT_PEAK_N  # a port loading when the task's inputs are all 0 (5 g)
 TAGS = 16  # forward states a node keeps (its config's `tags`, default 16); the linearity
@@ -150,6 +153,8 @@ class Superposed(Plan):
             self.events.append(("linearity", {"rel": rels[-1], "checks": rels,
                                               "fallback": bool(fallback)}))  # fmt: skip
             if fallback:
+                log.warning("linearity check %.3g > tolerance %.3g (twice): this step by the "
+                            "per-sample rule", min(rels), self.opts.linearity_tol)  # fmt: skip
                 return self._per_sample(idx)
         U = self.predict(Ou, idx)
         loss, G = task.value_and_grad(U, idx)
