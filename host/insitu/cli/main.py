@@ -54,6 +54,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, NetworkError, MechanismError, ConvergenceError, FileNotFoundError)
 
 
+def _env_errors() -> tuple[type[BaseException], ...]:
+    from insitu.store import StoreWriteError
+
+    return (StoreWriteError,)
+
+
 def _rig_errors() -> tuple[type[BaseException], ...]:
     from insitu.rig.session import RigError
 
@@ -168,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"insitu {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except _env_errors() as exc:
+        # the machine, not the command: a full disk, a store locked by another process
+        print(f"insitu {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except _rig_errors() as exc:
         # a board refused what it was asked (a load beyond its actuator, a state it forbids):
         # the command's input was wrong, so status 2 like any user error; a rig that stopped

@@ -651,9 +651,15 @@ def _train(
     rollbacks from one checkpoint; past that the run stops, to be resumed by hand."""
     from insitu.cli.main import UserError
     from insitu.rig import RigError
+    from insitu.store import StoreWriteError
 
     try:
         return job.execute(store, quiet, recover, resume=resume, ckpt=ckpt)
+    except StoreWriteError as exc:  # the record cannot grow: stop, resumable once it can
+        step = job.recorder.step if job.recorder is not None else 0
+        raise StoreWriteError(f"{exc}; run {job.run_id} stopped at step {step}: when the "
+                              f"store can be written again, insitu train --resume "
+                              f"{job.run_id}") from exc  # fmt: skip
     except RigError as exc:
         if store is None or not job.on_rig:
             raise UserError(str(exc))

@@ -8,6 +8,7 @@ from insitu.store.db import (
     Checkpoint,
     RunStore,
     StoreError,
+    StoreWriteError,
     default_path,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "Checkpoint",
     "RunStore",
     "StoreError",
+    "StoreWriteError",
     "default_path",
 ]

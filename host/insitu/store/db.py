@@ -13,6 +13,7 @@ are ignored (UNIQUE(run, step)): the first write wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -121,6 +122,46 @@ class StoreError(ValueError):
     """A run that does not exist, a store file that is not a run store, a newer schema."""
 
 
+class StoreWriteError(StoreError):
+    """The store refused a write mid-run: the disk is full, another process holds the write
+    lock longer than ``$INSITU_STORE_WAIT`` seconds (default 30), an I/O error. Every row
+    written before it stands (one commit per row), so the run resumes from its last
+    checkpoint once the cause is gone."""
+
+
+WAIT_ENV = "INSITU_STORE_WAIT"
+
+
+def _wait_s() -> float:
+    try:
+        v = float(os.environ.get(WAIT_ENV, "30"))
+    except ValueError:
+        raise StoreError(f"${WAIT_ENV}: not a number of seconds") from None
+    if not 0 <= v <= 3600:
+        raise StoreError(f"${WAIT_ENV}: {v:g} s is not within 0..3600")
+    return v
+
+
+def _writes(fn: Any) -> Any:
+    """A write method: sqlite's errors become StoreWriteError, naming the store and why."""
+
+    @functools.wraps(fn)
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            msg = str(exc)
+            if "locked" in msg or "busy" in msg:
+                why = f"{msg} (another process holds its write lock; waited {self.wait_s:g} s)"
+            elif "full" in msg or "I/O" in msg:
+                why = f"{msg} (disk full, or a file size limit?)"
+            else:
+                why = msg
+            raise StoreWriteError(f"run store {self.path}: {why}") from exc
+
+    return wrapper
+
+
 def default_path() -> Path:
     """``$INSITU_STORE`` if set, else ./runs/insitu.sqlite."""
     env = os.environ.get(ENV)
@@ -185,7 +226,8 @@ class RunStore:
     def __init__(self, path: str | Path | None = None, synchronous: str = "NORMAL") -> None:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        self.wait_s = _wait_s()  # how long a write waits for another writer's lock
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=self.wait_s)
         self.db.row_factory = sqlite3.Row
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -253,6 +295,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ writing
 
+    @_writes
     def create_run(
         self,
         method: str,
@@ -293,12 +336,14 @@ class RunStore:
         )
         return int(cur.lastrowid)
 
+    @_writes
     def set_status(self, run: int, status: str) -> None:
         """The one update the store makes."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         self.db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run))
 
+    @_writes
     def add_step(
         self,
         run: int,
@@ -323,6 +368,7 @@ class RunStore:
         )  # fmt: skip
         return cur.rowcount > 0
 
+    @_writes
     def add_epoch(
         self,
         run: int,
@@ -343,6 +389,7 @@ class RunStore:
         )  # fmt: skip
         return cur.rowcount > 0
 
+    @_writes
     def add_snapshot(
         self,
         run: int,
@@ -369,6 +416,7 @@ class RunStore:
         self.db.execute(f"PRAGMA synchronous={self.synchronous}")
         return cur.rowcount > 0
 
+    @_writes
     def add_event(
         self, run: int, kind: str, detail: Mapping[str, Any] | None = None, step: int | None = None
     ) -> None:
@@ -377,6 +425,7 @@ class RunStore:
             (run, step, kind, _json(dict(detail or {})), time.time()),
         )
 
+    @_writes
     def add_gradient(
         self, run: int, epoch: int, step: int, insitu: np.ndarray, exact: np.ndarray
     ) -> None:
@@ -396,6 +445,7 @@ class RunStore:
             self.db.execute("ROLLBACK")
             raise
 
+    @_writes
     def import_run(
         self, src: RunStore, run: int, extra_events: Sequence[tuple[str, Mapping[str, Any]]] = ()
     ) -> int:

@@ -162,10 +162,17 @@ class Recorder(Callback):
 
 
 def mark_failed(store: RunStore, run: int, exc: BaseException, step: int | None) -> None:
-    """Status failed (or interrupted on Ctrl-C) and an event saying why."""
+    """Status failed (or interrupted on Ctrl-C) and an event saying why. A store that cannot
+    be written (the failure itself, often) keeps its rows as they are: the run then shows as
+    'running?' (its process gone) and resumes from its last checkpoint all the same."""
+    from insitu.store.db import StoreWriteError
+
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    store.add_event(run, status, {"error": f"{type(exc).__name__}: {exc}"}, step)
-    store.set_status(run, status)
+    try:
+        store.add_event(run, status, {"error": f"{type(exc).__name__}: {exc}"}, step)
+        store.set_status(run, status)
+    except StoreWriteError:
+        pass
 
 
 def history_until(store: RunStore, run: int, ckpt: Checkpoint, steps_per_epoch: int):
