@@ -58,7 +58,8 @@ def test_a_full_disk_stops_the_run_clean_and_it_resumes_to_the_same_end(tmp_path
 def test_a_locked_store_stops_the_run_clean(tmp_path: Path) -> None:
     env = _env(INSITU_STORE_WAIT="0.5")
     proc = subprocess.Popen([*CLI, *TRAIN, "--epochs", "100000"], cwd=tmp_path, env=env,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)  # fmt: skip
     store = tmp_path / "runs" / "insitu.sqlite"
     lock = None
     try:
