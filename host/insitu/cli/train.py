@@ -395,11 +395,15 @@ class _Job:
             )  # fmt: skip
             # a resumed run's boards booted from flash with the calibration they were saved with
             if self.settings.get("calibrate") and self.rig.uncalibrated():
-                from insitu.calibrate import calibrate_emulated
+                from insitu.calibrate import CalibrationError, calibrate_emulated
+                from insitu.cli.main import UserError
                 from insitu.trainers.insitu import default_phases
 
                 phases = default_phases(self.net, self.profile)
-                calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
+                try:
+                    calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
+                except CalibrationError as exc:  # the boards could not be calibrated
+                    raise UserError(f"--calibrate: {exc}") from exc
 
     def check_elements(self, store: Any, quiet: bool, resumed: bool) -> None:
         """--check-elements: the stiffness elements' self-test before training (again on
@@ -549,7 +553,14 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
             # a new run's emulated boards start from an empty flash: never from a run that
             # had this id in a store deleted since, or in another store of this directory
             shutil.rmtree(flash, ignore_errors=True)
-        job.connect(flash, fresh=True)
+        try:
+            job.connect(flash, fresh=True)
+        except BaseException as exc:  # a run that never started training is failed, not running
+            if store is not None:
+                from insitu.store.recorder import mark_failed
+
+                mark_failed(store, job.run_id, exc, 0)
+            raise
         results.append(_train(job, store, args.quiet, args.recover))
     return net, results, jobs, store
 
