@@ -45,3 +45,24 @@ def test_train_calm_is_recorded_and_saves_rig_time(tmp_path, capsys) -> None:
     with RunStore(store) as s:
         conf = s.run(calm["run"])["config"]
     assert conf["calm"] == 10000
+
+
+def test_calibration_is_reported_beside_the_methods_rig_time(tmp_path, capsys) -> None:
+    """--calibrate: the calibration's rig seconds and loadings are reported on their own (JSON
+    `calibration`, store event `calibrated`); the method's `loadings` and `rig_seconds` count
+    the training alone, as without --calibrate (they used to disagree: loadings included the
+    calibration's 157, rig_seconds did not)."""
+    args = ["train", "li-mao-2024", "--task", "iris", "--method", "superposed", "--epochs", "1",
+            "--batch", "105", "--seed", "2", "--profile", "realistic", "--quiet", "--json",
+            "--gradient-epochs", ""]  # fmt: skip
+    assert main([*args, "--no-store"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    store = tmp_path / "runs.sqlite"
+    assert main([*args, "--calibrate", "--store", str(store)]) == 0
+    cal = json.loads(capsys.readouterr().out)
+    assert "calibration" not in plain
+    assert cal["calibration"]["loadings"] > 100 and cal["calibration"]["rig_seconds"] > 60
+    assert cal["loadings"] == plain["loadings"] and cal["rig_seconds"] == plain["rig_seconds"]
+    with RunStore(store) as s:
+        [ev] = [e for e in s.events(cal["run"]) if e["kind"] == "calibrated"]
+    assert ev["detail"] == cal["calibration"]

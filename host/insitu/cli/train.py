@@ -333,6 +333,7 @@ class _Job:
         self.rig: Any = None
         self.run_id: int | None = None
         self.recorder: Any = None
+        self.calibration: dict[str, Any] | None = None  # --calibrate: its rig s, loadings
 
     def config(self) -> dict[str, Any]:
         from insitu.resources import firmware_sha256
@@ -400,10 +401,17 @@ class _Job:
                 from insitu.trainers.insitu import default_phases
 
                 phases = default_phases(self.net, self.profile)
+                c = self.rig.counters
+                t0, n0 = self.rig.mark_time(), c.loadings
                 try:
                     calibrate_emulated(self.lab, self.rig, settle_ms=phases.settle_ms)
                 except CalibrationError as exc:  # the boards could not be calibrated
                     raise UserError(f"--calibrate: {exc}") from exc
+                t1 = self.rig.mark_time()
+                self.calibration = {"rig_seconds": round(t1 - t0, 3), "loadings": c.loadings - n0}
+                # the method's loadings and rig time count from here, as without --calibrate;
+                # the calibration's are reported beside them
+                c.rig_ms, c.loadings = int(round(t0 * 1000)), n0
 
     def check_elements(self, store: Any, quiet: bool, resumed: bool) -> None:
         """--check-elements: the stiffness elements' self-test before training (again on
@@ -561,6 +569,8 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
 
                 mark_failed(store, job.run_id, exc, 0)
             raise
+        if store is not None and job.calibration is not None:
+            store.add_event(job.run_id, "calibrated", job.calibration, 0)
         results.append(_train(job, store, args.quiet, args.recover))
     return net, results, jobs, store
 
@@ -684,6 +694,8 @@ def report(args: argparse.Namespace, net: Any, results: list, jobs: list, store:
         out: dict[str, Any] = {"run": job.run_id, **r.summary()}
         out["measurements"] = job.measurements
         out["profile"] = job.profile
+        if job.calibration is not None:
+            out["calibration"] = job.calibration
         out["task_info"] = job.task.summary()
         out["config"] = r.to_dict()["config"]
         out["k_final"] = r.k_final.tolist()
