@@ -14,6 +14,7 @@ the paper's figures as reference lines where the task has them, the newest gradi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,23 @@ def runs_document(store: Any) -> list[dict[str, Any]]:
     return [{k: _finite(r.get(k)) for k in keys} for r in store.runs()]
 
 
+# the page polls every second: a run's network and task are parsed and rebuilt once, not per
+# poll (a 10^4-node file takes seconds to parse; Iris's task reads its CSV)
+_NETWORKS: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
+
+
 def _network(row: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    task = row["config"].get("task") if isinstance(row["config"], dict) else None
+    key = (row["network_sha256"], row["network_source"], row["seed"],
+           json.dumps(task, sort_keys=True, default=str))  # fmt: skip
+    if key not in _NETWORKS:
+        if len(_NETWORKS) >= 16:
+            _NETWORKS.pop(next(iter(_NETWORKS)))
+        _NETWORKS[key] = _build_network(row)
+    return _NETWORKS[key]  # read-only for the callers: documents are built from it
+
+
+def _build_network(row: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     from insitu.cli.plot import _io_ports
     from insitu.network.schema import parse_network
 
