@@ -109,6 +109,24 @@ def test_gradcheck_on_ports_against_the_twin(lab, repo_root):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_a_notebook_session_on_ports_trains_as_in_process_boards(lab, repo_root, tmp_path):
+    """insitu.Session(ports=...): the notebook API on boards reached through serial ports
+    (the path a lab uses) trains and records exactly as on in-process boards."""
+    pytest.importorskip("pandas", reason="pip install insitu[notebook]")
+    import insitu
+
+    store = tmp_path / "nb.sqlite"
+    kw = {"epochs": 2, "gradient_epochs": "", "seed": 0}
+    on_ports = insitu.Session(repo_root / LI_MAO, profile="ideal", family="emu", store=store,
+                              ports=list(lab.ports().values()))  # fmt: skip
+    a = on_ports.train("behaviour", "superposed", uncalibrated=True, **kw)
+    b = insitu.Session(repo_root / LI_MAO, profile="ideal", store=store).train(
+        "behaviour", "superposed", **kw)  # fmt: skip
+    assert a.result.k_final == pytest.approx(b.result.k_final, rel=1e-12)
+    assert a.info["config"]["ports"] == list(lab.ports().values())
+    assert list(a.stiffness().iloc[-1, 1:]) == pytest.approx(list(a.result.k_final))
+
+
 def test_calibrate_on_ports_then_train_and_power_cycle(lab, repo_root):
     """Calibrated through the ports (the emulator hangs the weights), trained through the
     ports, and a board power-cycled afterwards still holds the calibration (last: it changes
