@@ -221,3 +221,16 @@ def test_forty_grams_on_a_nonlinear_rig_trips_the_linearity_guard(net):
     (ok, n_ok), (bad, n_bad) = seen[5], seen[40]
     assert not ok["fallback"] and ok["rel"] < 0.2 and n_ok == 9
     assert bad["fallback"] and min(bad["checks"]) > 0.5 and n_bad == 4 + 2 + 2 * 16
+
+
+def test_too_many_port_repeats_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """The plan's own refusal (more forward states than a node keeps) reaches the command
+    line as one line, exit 2, before the store is opened (it was a ValueError traceback)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INSITU_STORE", raising=False)
+    rc = main(["train", "li-mao-2024", "--task", "iris", "--method", "superposed",
+               "--epochs", "1", "--port-repeats", "8"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "33 forward states; a node keeps 16" in err[0] and "--method superposed" in err[0]
+    assert list(tmp_path.iterdir()) == []

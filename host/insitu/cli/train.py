@@ -540,6 +540,11 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
         if args.check_elements and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; "
                             "drop --check-elements")  # fmt: skip
+        if job.method.plan is not None:  # the method's own checks of its options, now
+            try:  # (e.g. superposed: more forward states than a node keeps)
+                job.method.plan(net, task, job.cfg, options)
+            except ValueError as exc:
+                raise UserError(f"--method {args.method}: {exc}") from None
         jobs.append(job)
     store = None if args.no_store else _open_store(args)
     results = []
