@@ -544,7 +544,8 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
             try:  # (e.g. superposed: more forward states than a node keeps)
                 job.method.plan(net, task, job.cfg, options)
             except ValueError as exc:
-                raise UserError(f"--method {args.method}: {exc}") from None
+                why = str(exc).removeprefix(f"{args.method}: ")
+                raise UserError(f"--method {args.method}: {why}") from None
         jobs.append(job)
     store = None if args.no_store else _open_store(args)
     results = []
