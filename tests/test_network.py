@@ -347,3 +347,16 @@ def test_generator_to_stdout_is_valid(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["network", "triangular", "--rows", "4"]) == 0
     net = parse_network(capsys.readouterr().out, "<stdout>")
     assert net.n_nodes == 16
+
+
+def test_a_lattice_too_big_for_the_machine_is_refused_not_built(tmp_path, capsys) -> None:
+    """`--rows 1000000` (a typo with extra zeros) asked for 10^12 nodes and ran the machine out
+    of memory (killed, exit 137). Now: one line, exit 2, no file."""
+    from insitu.cli.main import main
+
+    out = tmp_path / "big.toml"
+    assert main(["network", "triangular", "--rows", "1000000", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["insitu network: error: --rows 1000000 x --cols 1000000 = "
+                   "1,000,000,000,000 nodes; at most 1,000,000"]  # fmt: skip
+    assert not out.exists()

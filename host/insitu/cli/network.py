@@ -5,24 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 
+from insitu.cli.args import integer
 from insitu.network import generate
 from insitu.network.schema import load_network
 
 HELP = "generate (triangular, random) or check network files"
+# ten times the largest network the project measures (10^5 nodes: a 23 MB file, ~5 s to solve);
+# a typo with extra zeros must be refused, not run the machine out of memory
+MAX_NODES = 1_000_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     t = sub.add_parser("triangular", help="a triangular-lattice patch, top row fixed")
-    t.add_argument("--rows", type=int, required=True)
-    t.add_argument("--cols", type=int, help="nodes per row (default: same as --rows)")
+    t.add_argument("--rows", type=integer(2, MAX_NODES), required=True)
+    t.add_argument("--cols", type=integer(2, MAX_NODES),
+                   help="nodes per row (default: same as --rows)")  # fmt: skip
     t.add_argument("--spacing", type=float, default=0.016, help="lattice spacing in m")
     t.add_argument("--inputs", type=int, default=1, help="input nodes on the middle row")
     t.add_argument("--outputs", type=int, default=2, help="output nodes on the bottom row")
     t.add_argument("-o", "--out", help="file to write (default: stdout)")
     r = sub.add_parser("random", help="a disordered network (jittered Delaunay, pruned)")
-    r.add_argument("--nodes", type=int, required=True)
+    r.add_argument("--nodes", type=integer(3, MAX_NODES), required=True)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--prune", type=float, default=0.1, help="fraction of bonds to remove")
     r.add_argument("-o", "--out", help="file to write (default: stdout)")
@@ -41,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     try:
         if args.action == "triangular":
+            nodes = args.rows * (args.cols or args.rows)
+            if nodes > MAX_NODES:
+                raise UserError(f"--rows {args.rows} x --cols {args.cols or args.rows} = "
+                                f"{nodes:,} nodes; at most {MAX_NODES:,}")  # fmt: skip
             doc = generate.triangular(
                 args.rows, args.cols, args.spacing, n_inputs=args.inputs, n_outputs=args.outputs
             )
