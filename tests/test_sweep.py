@@ -89,7 +89,8 @@ def test_seed_lists(text: str, want: list[int]) -> None:
     assert parse_seeds(text) == want
 
 
-@pytest.mark.parametrize("text", ["3-1", "a", "1,1", "-2", ""])
+@pytest.mark.parametrize("text", ["3-1", "a", "1,1", "-2", "", "0-99999999", "4294967296",
+                                  "0-9000,9001-10001"])
 def test_bad_seed_lists_are_refused(text: str) -> None:
     with pytest.raises(SweepError):
         parse_seeds(text)
@@ -102,6 +103,8 @@ def test_bad_seed_lists_are_refused(text: str) -> None:
         (["--profiles", "gold"], "unknown gold"),
         (["--seeds", "5-1"], "seeds"),
         (["--workers", "0"], "--workers 0"),
+        (["--workers", "100000"], "a local cluster of at most"),  # was: 10^5 processes started
+        (["--seeds", "0-99999999"], "more than 10,000 seeds"),  # was: a 10^8-point grid
     ],
 )
 def test_sweep_refuses_bad_arguments(

@@ -84,6 +84,9 @@ class Grid:
         return "sweep-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+MAX_SEEDS = 10_000  # a sweep's seeds: far beyond any lab's, and a typo never fills the memory
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-3' -> [0, 1, 2, 3]; '1,5,7' -> [1, 5, 7]; '2' -> [2]."""
     out: list[int] = []
@@ -95,13 +98,16 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = int(a), int(b)
                 if hi < lo:
                     raise ValueError
+                hi = min(hi, lo + MAX_SEEDS)  # beyond is refused below, never listed
                 out.extend(range(lo, hi + 1))
             else:
                 out.append(int(part))
         except ValueError:
             raise SweepError(f"seeds {text!r}: expected N, N-M or a comma list, e.g. 0-3") from None
-    if any(s < 0 for s in out) or len(set(out)) != len(out):
-        raise SweepError(f"seeds {text!r}: non-negative and each once")
+    if len(out) > MAX_SEEDS:
+        raise SweepError(f"seeds {text!r}: more than {MAX_SEEDS:,} seeds")
+    if any(s < 0 or s > 2**32 - 1 for s in out) or len(set(out)) != len(out):
+        raise SweepError(f"seeds {text!r}: each once, within 0 .. 2^32-1")
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--profiles: unknown {', '.join(bad)} (known: {', '.join(PROFILES)})")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: at least 1")
+    cores = os.cpu_count() or 1
+    if args.scheduler is None and args.workers > 4 * cores:  # each is a process here
+        raise UserError(f"--workers {args.workers}: a local cluster of at most {4 * cores} "
+                        f"worker processes on this machine's {cores} cores")  # fmt: skip
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs {args.epochs}: at least 1")
     try:
