@@ -75,3 +75,19 @@ def test_a_bad_file_is_one_line_exit_2_and_leaves_nothing(
     assert len(lines) == 1 and lines[0].startswith("insitu "), lines
     assert path.name in lines[0] or path.stem in lines[0], lines
     assert _tree(tmp_path) == before, "a refused command wrote files"
+
+
+def test_more_boards_than_the_machine_can_emulate_is_one_line(tmp_path, capsys) -> None:
+    """`insitu emulate NET --micropython` starts one interpreter process per board: a 324-board
+    lattice is refused in one line before any process starts (a 10^5-node file would have
+    tried 10^5 processes and pseudo-terminals)."""
+    from insitu.emulator.mplab import MAX_BOARDS
+
+    net = tmp_path / "n324.toml"
+    assert main(["network", "triangular", "--rows", "18", "-o", str(net)]) == 0
+    capsys.readouterr()
+    assert main(["emulate", str(net), "--micropython"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"insitu emulate: error: triangular-18x18: 324 boards; MicroPython boards "
+                   f"are one process each, at most {MAX_BOARDS} (drop --micropython for "
+                   f"in-process boards)"]  # fmt: skip

@@ -90,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError("--clock virtual: MicroPython processes run on the wall clock "
                         "(drop --micropython)")  # fmt: skip
+    from insitu.cli.main import UserError
+    from insitu.emulator.mplab import too_many_boards
+    from insitu.emulator.ptyserve import MAX_PTYS
+
+    why = too_many_boards(net) if args.micropython else None
+    if why is None and len(net.boards) > MAX_PTYS:
+        why = (f"{net.name}: {len(net.boards):,} boards, one pseudo-terminal each; at most "
+               f"{MAX_PTYS}")  # fmt: skip
+    if why:
+        raise UserError(why)
     if args.micropython:
         from insitu.emulator.mplab import MicroPythonLab
 

@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         # real drivers through hal/board.py), as --pins names the boards' pin map on ports
         if args.family:
             raise UserError("--family goes with --port (boards on serial ports)")
+        if args.micropython:
+            from insitu.emulator.mplab import too_many_boards
+
+            why = too_many_boards(net)
+            if why:
+                raise UserError(why)
         if args.pins is not None and args.profile == "ideal":
             raise UserError("--pins: pins carry integer counts; use --profile realistic or harsh")
         res = run_gradcheck(

@@ -48,6 +48,20 @@ def install_firmware(flash: Path, config: dict | None = None, root: Path = FIRMW
         (flash / "config.json").write_text(config_text(config))
 
 
+# one interpreter process and one pseudo-terminal per board (a few MB each): where scale
+# matters the emulator runs in-process nodes instead (docs/emulator-boards.md)
+MAX_BOARDS = 256
+
+
+def too_many_boards(network: Network) -> str | None:
+    """Why ``network`` is too big for MicroPython boards on this machine, or None."""
+    n = len(network.boards)
+    if n > MAX_BOARDS:
+        return (f"{network.name}: {n:,} boards; MicroPython boards are one process each, at "
+                f"most {MAX_BOARDS} (drop --micropython for in-process boards)")
+    return None
+
+
 class MicroPythonLab:
     """The boards of a network as MicroPython processes bound to one world."""
 

@@ -25,6 +25,10 @@ from insitu.emulator.inprocess import InProcessLab
 QUIET_S = 0.001  # virtual time: host silence (wall s) that ends a burst of phase lines
 
 
+# a pseudo-terminal per board (Linux allows 4,096 by default, shared with every terminal)
+MAX_PTYS = 2048
+
+
 class PtyServer:
     """Expose the boards of an ``InProcessLab`` on ptys (its clock decides real or virtual
     time, see the module doc)."""
