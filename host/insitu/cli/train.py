@@ -540,9 +540,9 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
         if args.check_elements and not job.on_rig:
             raise UserError(f"--method {args.method} does not train on boards; "
                             "drop --check-elements")  # fmt: skip
-        if job.method.plan is not None:  # the method's own checks of its options, now
+        if job.method.check is not None:  # the method's own checks of its options, now
             try:  # (e.g. superposed: more forward states than a node keeps)
-                job.method.plan(net, task, job.cfg, options)
+                job.method.check(net, task, job.cfg, options)
             except ValueError as exc:
                 why = str(exc).removeprefix(f"{args.method}: ")
                 raise UserError(f"--method {args.method}: {why}") from None

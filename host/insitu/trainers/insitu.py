@@ -148,21 +148,23 @@ class Options(protocol.Options):
     pass  # all in the config (TrainConfig) and the phases
 
 
+def per_sample_step(rig: Rig, ph: Phases, task: Task, config: TrainConfig,
+                    idx: np.ndarray) -> Step:  # fmt: skip
+    """Forward and adjoint phase of every sample idx, then ``update rule=adjoint`` on every
+    node (also the superposed method's fallback). ``Step.grad`` is NaN: the host never sees
+    per-bond gradients here."""
+    io = rig.network.io_set(task.io)
+    X, y = task.inputs[idx], task.targets[idx]
+    b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, ph)
+    rep = rig.update(
+        rule="adjoint", lr=config.lr, opt=config.optimiser, batch=len(X), **hyper(config)
+    )
+    return Step(b.loss, np.full(rig.network.n_bonds, np.nan), rep.max_dk, rep.frozen)
+
+
 def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> Plan:
-    """Forward and adjoint phase of every sample, then ``update rule=adjoint`` on every node.
-    ``Step.grad`` is NaN: the host never sees per-bond gradients in this method."""
-    io = net.io_set(task.io)
-    unknown = np.full(net.n_bonds, np.nan)
-
-    def step(rig: Rig, ph: Phases, idx: np.ndarray, n: int) -> Step:
-        X, y = task.inputs[idx], task.targets[idx]
-        b = accumulate_batch(rig, io.inputs, io.outputs, X, y, task.loss_grad, ph)
-        rep = rig.update(
-            rule="adjoint", lr=config.lr, opt=config.optimiser, batch=len(X), **hyper(config)
-        )
-        return Step(b.loss, unknown, rep.max_dk, rep.frozen)
-
-    return BoardSteps(step)
+    """``per_sample_step`` on every mini-batch."""
+    return BoardSteps(lambda rig, ph, idx, n: per_sample_step(rig, ph, task, config, idx))
 
 
 def default_phases(net: Network, profile: Any) -> Phases:

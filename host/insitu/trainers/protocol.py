@@ -263,6 +263,9 @@ class Method:
     plan: Planner | None = None  # what the method does; the loop (trainers/loop.py) runs it
     holds: str = "boards"  # where its learned state lives: its Plan's `holds`, said here too
     # so a resume can match boards to checkpoints before building the plan
+    # refuses (ValueError) options this network and task cannot run, cheaply, before anything
+    # is opened or written; its plan runs it too
+    check: Callable[[Network, Task, TrainConfig, Any], None] | None = None
 
     KEYWORDS: ClassVar[tuple[str, ...]] = ("rig", "profile", "phases", "eval_every", "resume",
                                            "checkpoint_every", "recover", "truth",

@@ -45,7 +45,7 @@ from insitu.network.schema import Network
 from insitu.tasks.base import Task
 from insitu.trainers import protocol
 from insitu.trainers.common import TrainConfig
-from insitu.trainers.insitu import ADJOINT_PEAK_N, accumulate_batch, floored
+from insitu.trainers.insitu import ADJOINT_PEAK_N, floored, per_sample_step
 from insitu.trainers.protocol import Method, Plan, Step, hyper, option
 from insitu_node.learning.convention import adjoint_force
 
@@ -79,6 +79,17 @@ def loadings_per_update(n_in: int, repeats: int = 1, signed: bool = False,
     return 2 * n_in * repeats * (2 if signed else 1) + (1 if check else 0)
 
 
+def check(net: Network, task: Task, config: TrainConfig, opts: Options) -> None:
+    """ValueError when the nodes cannot keep every port loading of a step (``Method.check``)."""
+    n_in = len(net.io_set(task.io).inputs)
+    signs = 2 if opts.signed else 1
+    tags = opts.repeats * signs * n_in + (1 if opts.check_every else 0)
+    if tags > TAGS:
+        raise ValueError(f"superposed: {opts.repeats} repeats x {signs} signs x {n_in} input "
+                         f"ports (+1 for the linearity check) = {tags} forward states; a node "
+                         f"keeps {TAGS} (config `tags`)")  # fmt: skip
+
+
 class Superposed(Plan):
     """The plan above; its state (k, the optimiser) lives on the boards."""
 
@@ -91,12 +102,7 @@ class Superposed(Plan):
         self.F = float(np.max(np.abs(task.inputs))) if task.inputs.size else 0.0
         self.F = self.F or PORT_N
         self.signs = (1.0, -1.0) if opts.signed else (1.0,)
-        tags = opts.repeats * len(self.signs) * self.n_in + (1 if opts.check_every else 0)
-        if tags > TAGS:
-            raise ValueError(f"superposed: {opts.repeats} repeats x {len(self.signs)} signs x "
-                             f"{self.n_in} input ports (+1 for the linearity check) = {tags} "
-                             f"forward states; a node keeps "
-                             f"{TAGS} (config `tags`)")  # fmt: skip
+        check(net, task, config, opts)
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._scored: np.ndarray | None = None  # O of the last score (the stiffness since)
 
@@ -178,12 +184,8 @@ class Superposed(Plan):
 
     def _per_sample(self, idx: np.ndarray) -> Step:
         """The fallback: this step by the per-sample rule (insitu.py)."""
-        rig, ph, cfg, task = self.rig, self.phases, self.config, self.task
-        assert rig is not None and ph is not None
-        X, y = task.inputs[idx], task.targets[idx]
-        b = accumulate_batch(rig, self.io.inputs, self.io.outputs, X, y, task.loss_grad, ph)
-        rep = rig.update(rule="adjoint", lr=cfg.lr, opt=cfg.optimiser, batch=len(X), **hyper(cfg))
-        return Step(b.loss, np.full(self.net.n_bonds, np.nan), rep.max_dk, rep.frozen)
+        assert self.rig is not None and self.phases is not None
+        return per_sample_step(self.rig, self.phases, self.task, self.config, idx)
 
     def score(self, idx: np.ndarray) -> tuple[float, float | None]:
         """Every sample's outputs from the port loadings (n_in per group, not one per
@@ -205,5 +207,6 @@ def plan(net: Network, task: Task, config: TrainConfig, opts: Options) -> Superp
 
 
 METHOD = Method("superposed", "superposed in-situ backprop: the exact batch gradient from "
-                "2 loadings per input port", Options, profile="ideal", plan=plan)  # fmt: skip
+                "2 loadings per input port", Options, profile="ideal", plan=plan,
+                check=check)  # fmt: skip
 train = METHOD.train
