@@ -44,7 +44,9 @@ def test_a_recorded_run_reads_back_with_units_and_bond_names(tmp_path) -> None:
     st = again.steps()
     assert st.index.name == "step" and "max |dk| (N/m)" in st.columns
     assert "connect" in set(again.events()["kind"])
-    assert again.info["config"]["firmware_sha256"] == insitu.resources.firmware_sha256()
+    from insitu.deploy.flash import firmware_sha256
+
+    assert again.info["config"]["firmware_sha256"] == firmware_sha256()
 
 
 def test_refusals_are_the_commands_one_line_errors_and_write_nothing(tmp_path) -> None:

@@ -2,7 +2,7 @@
 
 ``insitu.__version__`` is the installed distribution's version; the firmware carries the same
 number (``insitu_node.VERSION``), and every run records the firmware it ran on (its version
-and the sha256 of its source, ``insitu.resources.firmware_sha256``).
+and the sha256 of its source, ``insitu.deploy.flash.firmware_sha256``).
 
 For a lab notebook (docs/tutorial.ipynb): ``insitu.Session`` opens a rig (emulated boards or
 serial ports) and trains any method; ``insitu.open_run`` reads a recorded run back as pandas

@@ -19,6 +19,7 @@ pandas is imported only by the methods that return DataFrames (``pip install ins
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,17 +129,10 @@ class Session:
         if not self.ports:
             raise ValueError("emulated boards start fresh in every run: calibrate them with "
                              "train(..., calibrate=True)")  # fmt: skip
-        import contextlib
-        import io
-        import json
+        from insitu.cli.calibrate import calibrate_boards
 
-        from insitu.cli import calibrate as cli_calibrate
-
-        argv = ["calibrate", self.network_file, "--json", *self._rig_flags(), *_flags(options)]
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            cli_calibrate.run(_parse(argv))
-        return json.loads(out.getvalue())
+        argv = ["calibrate", self.network_file, *self._rig_flags(), *_flags(options)]
+        return calibrate_boards(_parse(argv)).as_json()
 
 
 def open_run(run: int | str, store: str | Path | None = None) -> Run:
@@ -184,11 +178,15 @@ class Run:
 
     def bonds(self) -> list[str]:
         """Bond names in network order: "3-7" for the bond between nodes 3 and 7."""
+        return list(self._bond_names)
+
+    @functools.cached_property
+    def _bond_names(self) -> tuple[str, ...]:
+        # a run's network never changes: parsed once, not on every table read
         from insitu.network.schema import parse_network
 
-        row = self.info
-        net = parse_network(row["network_text"], f"run {self.id}")
-        return [f"{i}-{j}" for i, j in net.bond_ids()]
+        net = parse_network(self.info["network_text"], f"run {self.id}")
+        return tuple(f"{i}-{j}" for i, j in net.bond_ids())
 
     def epochs(self) -> Any:
         """Scores per scored epoch (0 = before training): loss, accuracy, loadings so far,

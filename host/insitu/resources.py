@@ -19,7 +19,6 @@ need one on MICROPYPATH, and mpremote copies files from disk. A zipped install i
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -101,20 +100,6 @@ def source_checkout() -> Path | None:
 def firmware_dir() -> Path:
     """The firmware tree a board gets: ``main.py`` and the ``insitu_node`` package."""
     return kit().firmware
-
-
-@functools.lru_cache(maxsize=1)
-def firmware_sha256() -> str:
-    """sha256 of the firmware a board gets (every .py under firmware_dir(), by relative path
-    and content): which firmware a run ran on, beyond its version number."""
-    root = firmware_dir()
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel:
-            continue
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def networks_dir() -> Path:

@@ -88,6 +88,16 @@ def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    cal = calibrate_boards(args)
+    if args.json:
+        print(json.dumps(cal.as_json()))
+    else:
+        print(cal.report())
+    return 0
+
+
+def calibrate_boards(args: argparse.Namespace) -> Any:
+    """The command without its printing (also insitu.Session.calibrate): the Calibration."""
     from insitu.calibrate import CalibrationError, calibrate
     from insitu.cli.main import UserError
     from insitu.network.schema import load_network
@@ -133,8 +143,4 @@ def run(args: argparse.Namespace) -> int:
         except (StoreError, OSError) as exc:
             raise UserError(str(exc))
         progress(f"recorded as run {run_id} in {args.store}")
-    if args.json:
-        print(json.dumps(cal.as_json()))
-    else:
-        print(cal.report())
-    return 0
+    return cal

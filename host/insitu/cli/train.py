@@ -336,7 +336,7 @@ class _Job:
         self.calibration: dict[str, Any] | None = None  # --calibrate: its rig s, loadings
 
     def config(self) -> dict[str, Any]:
-        from insitu.resources import firmware_sha256
+        from insitu.deploy.flash import firmware_sha256
 
         # the firmware by content, not only its version number (a run names what it ran on)
         return {"train": asdict(self.cfg), "method": self.method_name,

@@ -33,6 +33,7 @@ afterwards computes the same config hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -107,6 +108,17 @@ def firmware_files(root: Path = FIRMWARE_DIR) -> list[str]:
     if missing or not (root / "insitu_node").is_dir():
         raise FlashError(f"{root} is not a firmware tree (needs main.py and insitu_node/)")
     return [p.relative_to(root).as_posix() for p in files if "__pycache__" not in p.parts]
+
+
+@functools.lru_cache(maxsize=4)
+def firmware_sha256(root: Path = FIRMWARE_DIR) -> str:
+    """sha256 over the files a board gets (``firmware_files``, by path and content): which
+    firmware a run ran on, beyond its version number (recorded in every run's config)."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for rel in firmware_files(root):
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def firmware_version(root: Path = FIRMWARE_DIR) -> str:
