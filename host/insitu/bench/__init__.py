@@ -61,6 +61,24 @@ def figure(path: Any, size: tuple[float, float] = (6.5, 3.8)) -> Iterator[Any]:
         plt.close(fig)
 
 
+def table(header: list[str], rows: list[list[str]], markdown: bool = False,
+          right: tuple[int, ...] = ()) -> str:
+    """Cells (strings) as a Markdown table or as aligned text columns: one source for a
+    benchmark's printed summary and its NAME.md. ``right``: right-aligned column indexes."""
+    if markdown:
+        sep = "".join("---:|" if i in right else "---|" for i in range(len(header)))
+        lines = [header, *rows]
+        return "\n".join(["| " + " | ".join(lines[0]) + " |", "|" + sep,
+                          *("| " + " | ".join(r) + " |" for r in lines[1:])])  # fmt: skip
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(r: list[str]) -> str:
+        cells = enumerate(zip(r, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in cells).rstrip()
+
+    return "\n".join(line(r) for r in [header, *rows])
+
+
 def cpu_model() -> str:
     """The CPU's model name, best effort (Linux /proc/cpuinfo, macOS sysctl, platform)."""
     try:

@@ -112,31 +112,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_info()}  # fmt: skip
 
 
+HEADER = ["method", "reaches 95 %", "epoch", "accuracy", "rig hours", "loadings",
+          "final accuracy", "rig hours (end)"]  # fmt: skip
+
+
+def _table(result: dict[str, Any], markdown: bool) -> str:
+    from insitu.bench import table
+
+    rows = [[r["method"], "yes" if r["reached_target"] else "no", str(r["at_epoch"]),
+             f"{r['accuracy']:.2%}", f"{r['rig_hours']:.2f}", f"{r['loadings']:.0f}",
+             f"{r['final_accuracy']:.2%}", f"{r['final_rig_hours']:.2f}"]
+            for r in result["rows"]]  # fmt: skip
+    return table(HEADER, rows, markdown, right=() if markdown else (2, 3, 4, 5, 6, 7))
+
+
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"Iris on li-mao-2024, realistic boards, {result['seeds']} seed(s): test accuracy "
-             f"(the world's stiffness, scored by the twin) vs rig time",
-             f"{'method':<24} {'95 %?':>5} {'epoch':>5} {'accuracy':>9} {'rig h':>8} "
-             f"{'loadings':>9} {'final':>7} {'rig h':>8}"]  # fmt: skip
-    for r in result["rows"]:
-        lines.append(f"{r['method']:<24} {'yes' if r['reached_target'] else 'no':>5} "
-                     f"{r['at_epoch']:>5} {r['accuracy']:>9.2%} {r['rig_hours']:>8.2f} "
-                     f"{r['loadings']:>9.0f} {r['final_accuracy']:>7.2%} "
-                     f"{r['final_rig_hours']:>8.2f}")  # fmt: skip
-    return "\n".join(lines)
+    return (f"Iris on li-mao-2024, realistic boards, {result['seeds']} seed(s): test accuracy "
+            f"(the world's stiffness, scored by the twin) vs rig time\n"
+            + _table(result, False))  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
-    out = [f"Iris on li-mao-2024, realistic boards, {result['seeds']} seed(s); accuracy = test "
-           "accuracy of the world's stiffness scored by the twin (an observer); rig time = the "
-           "boards' clock. At the first epoch whose mean reaches 95 %, else at the best one.", "",
-           "| method | reaches 95 % | epoch | accuracy | rig hours | loadings | final accuracy "
-           "| rig hours (end) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in result["rows"]:
-        out.append(f"| {r['method']} | {'yes' if r['reached_target'] else 'no'} | "
-                   f"{r['at_epoch']} | {r['accuracy']:.2%} | {r['rig_hours']:.2f} | "
-                   f"{r['loadings']:.0f} | {r['final_accuracy']:.2%} | "
-                   f"{r['final_rig_hours']:.2f} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+    return (f"Iris on li-mao-2024, realistic boards, {result['seeds']} seed(s); accuracy = "
+            "test accuracy of the world's stiffness scored by the twin (an observer); rig time "
+            "= the boards' clock. At the first epoch whose mean reaches 95 %, else at the best "
+            "one.\n\n" + _table(result, True) + "\n")  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -93,26 +93,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rows": rows, "machine": machine_info()}  # fmt: skip
 
 
+HEADER = ["profile", "settle rule", "rig s per loading", "gradient cosine (mean / min)",
+          "rel. error"]  # fmt: skip
+
+
+def _table(result: dict[str, Any], markdown: bool) -> str:
+    from insitu.bench import table
+
+    rows = [[r["profile"], r["mode"], f"{r['rig_s_per_loading']['mean']:.3f}",
+             f"{r['cosine']['mean']:.6f} / {r['cosine']['min']:.6f}",
+             f"{r['rel_err']['mean']:.4f}"] for r in result["rows"]]  # fmt: skip
+    return table(HEADER, rows, markdown, right=(2, 3, 4))
+
+
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"settle rule, {result['seeds']} cases per row, n = {result['samples']} conversions"
-             " per phase", f"{'profile':<10} {'mode':<13} {'rig s/loading':>13} "
-             f"{'cosine mean':>11} {'min':>8} {'rel err':>8}"]  # fmt: skip
-    for r in result["rows"]:
-        lines.append(f"{r['profile']:<10} {r['mode']:<13} {r['rig_s_per_loading']['mean']:>13.3f} "
-                     f"{r['cosine']['mean']:>11.6f} {r['cosine']['min']:>8.5f} "
-                     f"{r['rel_err']['mean']:>8.4f}")  # fmt: skip
-    return "\n".join(lines)
+    return (f"settle rule, {result['seeds']} cases per row, n = {result['samples']} "
+            f"conversions per phase\n" + _table(result, False))  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
-    out = [f"{result['seeds']} cases per row, {result['samples']} conversions per phase.", "",
-           "| profile | settle rule | rig s per loading | gradient cosine (mean / min) | "
-           "rel. error |", "|---|---|---:|---:|---:|"]  # fmt: skip
-    for r in result["rows"]:
-        out.append(f"| {r['profile']} | {r['mode']} | {r['rig_s_per_loading']['mean']:.3f} | "
-                   f"{r['cosine']['mean']:.6f} / {r['cosine']['min']:.6f} | "
-                   f"{r['rel_err']['mean']:.4f} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+    return (f"{result['seeds']} cases per row, {result['samples']} conversions per phase.\n\n"
+            + _table(result, True) + "\n")  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -154,38 +154,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_info()}  # fmt: skip
 
 
+GRADIENT_HEADER = ["profile", "batch", "mode", "loadings", "cosine (mean)", "cosine (min)",
+                   "rel. error"]  # fmt: skip
+TRAINING_HEADER = ["method (batch 16)", "epochs", "test accuracy", "loadings", "rig hours"]
+
+
+def _tables(result: dict[str, Any], markdown: bool) -> tuple[str, str]:
+    from insitu.bench import table
+
+    rows = [[r["profile"], str(r["batch"]), r["mode"], str(r["loadings"]), f"{r['cosine']:.6f}",
+             f"{r['cosine_min']:.6f}", f"{r['rel_err']:.4f}"] for r in result["rows"]]  # fmt: skip
+    train = [[t["method"], str(t["epochs"]),
+              f"{t['test_accuracy']:.2%} ± {t['test_accuracy_std']:.2%}",
+              f"{t['loadings']:.0f}", f"{t['rig_hours']:.2f}"]
+             for t in result["training"]]  # fmt: skip
+    right = () if markdown else (1, 3, 4, 5, 6)
+    return (table(GRADIENT_HEADER, rows, markdown, right),
+            table(TRAINING_HEADER, train, markdown, () if markdown else (1, 3, 4)))  # fmt: skip
+
+
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"superposed in-situ backprop, {result['network']}, Iris, "
-             f"{result['seeds']} seed(s) per row (realistic boards calibrated)",
-             f"{'profile':<10} {'batch':>5}  {'mode':<22} {'loadings':>8} {'cosine':>9} "
-             f"{'min':>9} {'rel err':>8}"]  # fmt: skip
-    for r in result["rows"]:
-        lines.append(f"{r['profile']:<10} {r['batch']:>5}  {r['mode']:<22} "
-                     f"{r['loadings']:>8} {r['cosine']:>9.6f} {r['cosine_min']:>9.6f} "
-                     f"{r['rel_err']:>8.4f}")  # fmt: skip
-    lines.append("training (realistic, calibrated, batch 16):")
-    for t in result["training"]:
-        lines.append(f"  {t['method']:<11} {t['epochs']} epochs: test {t['test_accuracy']:.2%} "
-                     f"± {t['test_accuracy_std']:.2%}, {t['loadings']:.0f} loadings, "
-                     f"{t['rig_hours']:.2f} rig h")  # fmt: skip
-    return "\n".join(lines)
+    grad, train = _tables(result, False)
+    return (f"superposed in-situ backprop, {result['network']}, Iris, {result['seeds']} seed(s) "
+            f"per row (realistic boards calibrated)\n{grad}\ntraining (realistic, calibrated, "
+            f"batch 16):\n{train}")  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
-    out = [f"Superposed in-situ backprop on {result['network']}, Iris; {result['seeds']} "
-           "seed(s) per row; realistic boards calibrated (`insitu calibrate`).", "",
-           "| profile | batch | mode | loadings | cosine (mean) | cosine (min) | rel. error |",
-           "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in result["rows"]:
-        out.append(f"| {r['profile']} | {r['batch']} | {r['mode']} | {r['loadings']} | "
-                   f"{r['cosine']:.6f} | {r['cosine_min']:.6f} | {r['rel_err']:.4f} |")  # fmt: skip
-    out += ["", "| method (batch 16) | epochs | test accuracy | loadings | rig hours |",
-            "|---|---|---|---|---|"]  # fmt: skip
-    for t in result["training"]:
-        out.append(f"| {t['method']} | {t['epochs']} | {t['test_accuracy']:.2%} ± "
-                   f"{t['test_accuracy_std']:.2%} | {t['loadings']:.0f} | "
-                   f"{t['rig_hours']:.2f} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+    grad, train = _tables(result, True)
+    return (f"Superposed in-situ backprop on {result['network']}, Iris; {result['seeds']} "
+            "seed(s) per row; realistic boards calibrated (`insitu calibrate`).\n\n"
+            f"{grad}\n\n{train}\n")  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
