@@ -197,6 +197,21 @@ def test_insitu_runs_from_the_wheel_outside_the_checkout(
                env=env, cwd=cwd)  # fmt: skip
     assert "train accuracy" in r.stdout and store.is_file()
 
+    # the notebook API from the wheel: a recorded run names the wheel's firmware by content,
+    # which is the checkout's firmware (same files a board gets, same hash)
+    from insitu.deploy.flash import firmware_sha256
+
+    r = _timed(
+        "notebook API",
+        [str(venv / "bin" / "python"), "-c", "import insitu; lab = insitu.Session('li-mao-2024',"
+         f" profile='ideal', store={str(tmp_path / 'nb.sqlite')!r}); run = lab.train('iris', "
+         "'insilico', epochs=1); print(run.info['config']['firmware_sha256'], "
+         "run.stiffness().shape[1])"],
+        120, env=env, cwd=cwd,
+    )  # fmt: skip
+    sha, cols = r.stdout.split()
+    assert sha == firmware_sha256() and int(cols) == 1 + 28  # epoch + li-mao's 28 bonds
+
     # MicroPython boards from the wheel's firmware: started, one answers, flash --check finds
     # it identical to what the wheel would flash, then SIGINT stops them
     t0 = time.monotonic()
