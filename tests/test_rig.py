@@ -179,7 +179,7 @@ def test_the_host_waits_past_the_nodes_own_measurement_deadline(net, monkeypatch
     _, rig = emulated_rig(net, "ideal")
     seen = []
 
-    def broadcast(op, args=None, timeout=None):
+    def broadcast(op, args=None, timeout=None, speakers=None):
         seen.append(timeout)
         raise RigError("stop")
 

@@ -10,7 +10,8 @@ import sys
 
 MODULES = ("case_codec", "case_validate", "case_config", "case_learning", "case_hal",
            "case_persist", "case_node", "case_reliability", "case_cal", "case_coil",
-           "case_hx711", "case_fuzz")  # every tests/firmware/case_*.py (a pytest checks it)
+           "case_hx711", "case_fuzz", "case_bus")
+# every tests/firmware/case_*.py is listed (a pytest checks it)
 
 
 def all_cases():

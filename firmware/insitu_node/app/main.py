@@ -46,14 +46,32 @@ async def _main(node, cfg, link):
     await asyncio.gather(control(node, link), commands(node, link), supervisor(wdt))
 
 
+def open_link(node):
+    """(link, error): the USB serial link, or the bus drop when the flash holds bus.json
+    (hal/bus.py, imported only then). A bus.json the board cannot use leaves it on USB and
+    says why in its boot event, so the board stays reachable."""
+    link = StdioLink()
+    if node.hal.storage.read("bus.json") is None:
+        return link, None
+    try:
+        from ..hal import bus
+
+        return bus.open_link(bus.load(node.hal.storage), link), None
+    except Exception as e:  # ValueError from bus.load, a pin the board does not have
+        return link, f"{type(e).__name__}: {e}"
+
+
 def run(root=""):
     node, cfg = make_node(root)
     node.overruns = 0
     node.reset_cause = reset_cause()
     outputs_off(node)
-    link = StdioLink()
-    link.write(codec.event(node.id, {"ev": "boot", "boots": node.boots, "cfg": node.cfg_hash,
-                                     "persist": node.persist_status, "reset": node.reset_cause}))
+    link, bus_err = open_link(node)
+    boot = {"ev": "boot", "boots": node.boots, "cfg": node.cfg_hash,
+            "persist": node.persist_status, "reset": node.reset_cause}
+    if bus_err:
+        boot["bus_err"] = bus_err
+    link.write(codec.event(node.id, boot))
     try:
         asyncio.run(_main(node, cfg, link))
     finally:  # Ctrl-C from mpremote, or a crash: leave the rig safe

@@ -19,6 +19,14 @@ Links:
 
 Per step: wall time, host messages (requests by op, a broadcast counted once per link), lines
 written, replies accepted, bytes each way, and the wire time those bytes need at 115,200 baud.
+
+``--bus``: instead, every board on one emulated RS-485 bus (``emulator.bus``, ``--bus-baud``,
+default 1 Mbaud; quiet phases, reply slots: docs/protocol.md, "Bus") at 10, 100 and 1,000
+boards, in virtual time. Per step: the time the step spends on the bus (``wire_s``: the line's
+frames, turnarounds, reply slots and the host's listening for silence — the step's rig time
+less the time some board was measuring), the line's busy time, frames and bytes each way, and
+the physical floor of the same step on a bench: its loadings × (settle 10 τ = 2 s on
+li-mao-2024 + one HX711 sample at 10 SPS).
 """
 
 from __future__ import annotations
@@ -37,13 +45,20 @@ SIZES_FULL = [10, 100, 1_000]
 SIZES_QUICK = [10, 100]
 PTY_SIZES_FULL = [10, 30]
 PTY_SIZES_QUICK = [10]
+BUS_SIZES = [10, 100, 1_000]
 BAUD = 115_200
+SETTLE_S = 2.0  # li-mao-2024: 10 tau
+SAMPLE_S = 0.1  # one HX711 word at 10 SPS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=4, help="samples per step (default 4)")
     p.add_argument("--steps", type=int, help="timed steps per size (default 3; 2 with --quick)")
     p.add_argument("--baud", type=int, default=BAUD, help="pty pacing (default 115200)")
+    p.add_argument("--bus", action="store_true",
+                   help="every board on one emulated RS-485 bus (10, 100, 1000 boards)")
+    p.add_argument("--bus-baud", type=int, default=1_000_000, metavar="BAUD",
+                   help="the bus's baud rate (default 1000000)")
     p.add_argument("--sizes", help=argparse.SUPPRESS)  # tests: in-process node counts
     p.add_argument("--pty-sizes", help=argparse.SUPPRESS)  # tests: pty node counts ("" = none)
 
@@ -180,6 +195,60 @@ def run_pty(n: int, batch: int, steps: int, baud: int) -> dict[str, Any]:
     return row
 
 
+def run_bus(n: int, batch: int, steps: int, baud: int) -> dict[str, Any]:
+    """A step on in-process boards that share one emulated bus (virtual time)."""
+    from insitu.emulator.bus import BusTiming
+    from insitu.emulator.inprocess import InProcessLab
+    from insitu.rig.lab import expected_configs
+    from insitu.rig.session import Rig
+
+    net = lattice(n)
+    lab = InProcessLab(net, profile="ideal", seed=0)
+    bus = lab.bus(timing=BusTiming(baud=baud))
+    rig = Rig(net, bus, configs=expected_configs(net, lab.calibration))
+    t0 = time.perf_counter()
+    v0 = lab.clock.now_us()
+    rig.connect()
+    row: dict[str, Any] = {"link": f"bus@{baud}", "nodes": net.n_nodes, "bonds": net.n_bonds,
+                           "boards": len(net.boards), "setup_s": time.perf_counter() - t0,
+                           "connect_rig_s": (lab.clock.now_us() - v0) / 1e6}  # fmt: skip
+    rng = np.random.default_rng(0)
+    rig.forces_off()
+    _step(rig, net, rng, batch, 0)  # warm-up
+    s0, c0, v0 = bus.stats.snapshot(), rig.counters.snapshot(), lab.clock.now_us()
+    t0 = time.perf_counter()
+    for s in range(steps):
+        _step(rig, net, rng, batch, s + 1)
+    row["step_s"] = (time.perf_counter() - t0) / steps
+    s1, c1 = bus.stats.snapshot(), rig.counters.snapshot()
+
+    def per(key: str, a: dict, b: dict) -> float:
+        return (b[key] - a[key]) / steps
+
+    rig_s = (lab.clock.now_us() - v0) / 1e6 / steps
+    measuring = per("measuring_us", s0, s1) / 1e6
+    loadings = per("loadings", c0, c1)
+    floor = loadings * (SETTLE_S + SAMPLE_S)
+    row.update({
+        "loadings_per_step": loadings,
+        "messages_per_step": sum(c1["by_op"].values()) / steps
+        - sum(c0["by_op"].values()) / steps,
+        "host_frames_per_step": per("host_frames", s0, s1),
+        "board_frames_per_step": per("board_frames", s0, s1),
+        "bytes_out_per_step": per("host_bytes", s0, s1),
+        "bytes_in_per_step": per("board_bytes", s0, s1),
+        "replies_kept_quiet_per_step": per("kept_quiet", s0, s1),
+        "collisions": s1["collisions"] - s0["collisions"],
+        "retries": c1["retries"] - c0["retries"],
+        "line_busy_s_per_step": per("busy_us", s0, s1) / 1e6,
+        "wire_s_per_step": rig_s - measuring,
+        "floor_s_per_step": floor,
+        "wire_fraction_of_floor": (rig_s - measuring) / floor,
+    })
+    rig.close()
+    return row
+
+
 def _ints(text: str | None, default: list[int]) -> list[int]:
     if text is None:
         return default
@@ -195,6 +264,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from insitu.bench import machine_info
 
     steps = args.steps if args.steps is not None else (2 if args.quick else 3)
+    if args.bus:
+        return {
+            "benchmark": "host",
+            "files": "host-bus",
+            "quick": bool(args.quick),
+            "link": f"one emulated RS-485 bus at {args.bus_baud} baud (emulator.bus: 100 us "
+            "turnaround, 20 us reply slots, quiet phases)",
+            "network": "insitu network triangular (about square), one board per node, "
+            "1 input, 2 outputs",
+            "batch": args.batch,
+            "steps": steps,
+            "profile": "ideal; rig time virtual (the emulated line's time is the lab clock's)",
+            "physical_floor": f"loadings x (settle {SETTLE_S} s + sample {SAMPLE_S} s)",
+            "machine": machine_info(),
+            "bus": [run_bus(n, args.batch, steps, args.bus_baud)
+                    for n in _ints(args.sizes, BUS_SIZES)],  # fmt: skip
+        }
     sizes = _ints(args.sizes, SIZES_QUICK if args.quick else SIZES_FULL)
     pty_sizes = _ints(args.pty_sizes, PTY_SIZES_QUICK if args.quick else PTY_SIZES_FULL)
     rows = [run_inprocess(n, args.batch, steps) for n in sizes]
@@ -216,7 +302,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- output
 
 
+def _bus_cells(r: dict[str, Any]) -> list[str]:
+    return [f"{r['boards']:,}", f"{r['bonds']:,}", f"{r['host_frames_per_step']:.0f}",
+            f"{r['board_frames_per_step']:.0f}", f"{r['bytes_out_per_step']:,.0f}",
+            f"{r['bytes_in_per_step']:,.0f}", f"{r['line_busy_s_per_step']:.3f}",
+            f"{r['wire_s_per_step']:.3f}", f"{r['floor_s_per_step']:.1f}",
+            f"{100 * r['wire_fraction_of_floor']:.1f} %"]  # fmt: skip
+
+
+BUS_HEAD = ["boards", "bonds", "host frames", "board frames", "bytes host→boards",
+            "bytes boards→host", "line busy (s)", "wire (s)", "floor (s)", "wire/floor"]
+
+
+def _bus_summary(result: dict[str, Any]) -> str:
+    lines = [f"host benchmark on one bus: {result['link']}; batch {result['batch']}, per step",
+             "  ".join(f"{h:>12}" for h in BUS_HEAD)]  # fmt: skip
+    lines += ["  ".join(f"{c:>12}" for c in _bus_cells(r)) for r in result["bus"]]
+    return "\n".join(lines)
+
+
+def _bus_markdown(result: dict[str, Any]) -> str:
+    out = ["| " + " | ".join(BUS_HEAD) + " |", "|" + "---:|" * len(BUS_HEAD)]
+    out += ["| " + " | ".join(_bus_cells(r)) + " |" for r in result["bus"]]
+    m = result["machine"]
+    out += ["", f"Per in-situ step ({result['batch']} samples × forward + adjoint, one update), "
+            f"{result['link']}, mean of {result['steps']} steps after a warm-up, virtual time. "
+            "wire: the step's rig time less the time a board was measuring; floor: "
+            f"{result['physical_floor']}. Machine: {m['cpu']}, {m['cores']} cores."]
+    return "\n".join(out) + "\n"
+
+
 def summary(result: dict[str, Any]) -> str:
+    if "bus" in result:
+        return _bus_summary(result)
     m = result["machine"]
     lines = [
         f"host benchmark: batch {result['batch']}, {result['steps']} steps; {m['cpu']} "
@@ -235,6 +353,8 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    if "bus" in result:
+        return _bus_markdown(result)
     m = result["machine"]
     out = [
         "| link | nodes | bonds | time per step (s) | host messages per step | lines written "
@@ -263,6 +383,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "bus" in result:
+        return _bus_plot(result, path, plt)
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     for link, mk in (("inprocess", "o-"), ("pty", "s--")):
         rs = [r for r in result["scaling"] if r["link"].startswith(link)]
@@ -283,6 +406,36 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     a2.set_yscale("log")
     a2.set_ylabel("per step")
     a2.set_title("Messages per step (a broadcast = 1 per link)", fontsize=9)
+    a2.grid(True, which="both", alpha=0.3)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _bus_plot(result: dict[str, Any], path: Path, plt: Any) -> Path:
+    rs = result["bus"]
+    b = [r["boards"] for r in rs]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
+    a1.loglog(b, [r["wire_s_per_step"] for r in rs], "o-", label="wire (line + slots + listening)")
+    a1.loglog(b, [r["line_busy_s_per_step"] for r in rs], "s--", label="line busy")
+    a1.loglog(b, [r["floor_s_per_step"] for r in rs], "k:", label="physical floor")
+    a1.loglog(b, [0.1 * r["floor_s_per_step"] for r in rs], color="0.6", lw=0.8,
+              label="10 % of the floor")  # fmt: skip
+    a1.set_xlabel("boards on one bus")
+    a1.set_ylabel("seconds per step")
+    a1.set_title(f"Boards on one emulated RS-485 bus, batch {result['batch']}", fontsize=9)
+    a1.grid(True, which="both", alpha=0.3)
+    a1.legend(fontsize=7)
+    a2.semilogx(b, [r["host_frames_per_step"] for r in rs], "o-", label="host frames")
+    a2.semilogx(b, [r["board_frames_per_step"] for r in rs], "s-", label="board frames")
+    a2.semilogx(b, [r["replies_kept_quiet_per_step"] for r in rs], "^--",
+                label="replies kept quiet")  # fmt: skip
+    a2.set_yscale("log")
+    a2.set_xlabel("boards on one bus")
+    a2.set_ylabel("per step")
+    a2.set_title("Frames on the line per step (O(1) in boards)", fontsize=9)
     a2.grid(True, which="both", alpha=0.3)
     a2.legend(fontsize=7)
     fig.tight_layout()

@@ -60,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
         mod = importlib.import_module(BENCHMARKS[name])
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-            md = out / f"{name}.md"
+            stem = result.get("files", name)  # a variant's own files (bench host --bus)
+            (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+            md = out / f"{stem}.md"
             md.write_text(mod.markdown(result))
-            written = [out / f"{name}.json", mod.plot(result, out / f"{name}.png"), md]
+            written = [out / f"{stem}.json", mod.plot(result, out / f"{stem}.png"), md]
             print("wrote " + ", ".join(str(w) for w in written), file=sys.stderr)
         if not args.json:
             print(mod.summary(result))

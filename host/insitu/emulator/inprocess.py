@@ -13,7 +13,7 @@ import math
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from insitu.deploy.nodeconfig import Calibration, node_address, node_config
 from insitu.emulator.clock import RealClock, VirtualClock
@@ -29,6 +29,10 @@ from insitu_node.hal import emu
 from insitu_node.hal.emuhx import EmuHX711
 from insitu_node.hal.storage import FileStorage, MemStorage
 from insitu_node.node import Node
+from insitu_node.protocol import codec
+
+if TYPE_CHECKING:
+    from insitu.emulator.bus import InProcessBus
 
 
 def firmware_profile(profile: str | Profile, pins: bool = False) -> Profile:
@@ -210,10 +214,20 @@ class InProcessLab:
         self._links.append(ln)
         return ln
 
+    def bus(self, **kw: Any) -> InProcessBus:
+        """Every board on one emulated RS-485 bus (emulator/bus.py: ``timing``, ``dead``,
+        ``babbler``): line time, reply slots and the boards' quiet replies modelled."""
+        from insitu.emulator.bus import InProcessBus
+
+        return InProcessBus(self, **kw)
+
     def reboot(self, board_id: int) -> None:
         """Power-cycle one board: a fresh node from its config and its (persisted) storage."""
         old = self.nodes[board_id]
-        self.nodes[board_id] = self._boot(board_id, old.boots + 1, old.hal.uid)
+        node = self.nodes[board_id] = self._boot(board_id, old.boots + 1, old.hal.uid)
+        for ln in self._links:  # a bus hears the boot announcement app/main.py prints
+            if getattr(ln, "bus", False):
+                ln.deliver(board_id, [codec.event(node.id, {"ev": "boot", "boots": node.boots})])
 
     def _boot(self, board_id: int, boots: int, uid: str) -> Node:
         cfg = self.configs[board_id]
@@ -264,8 +278,7 @@ class InProcessLab:
             if out:
                 wrote[bid] = out
                 for ln in self._links:
-                    if bid in ln.boards:
-                        ln._inbox.extend(out)
+                    ln.deliver(bid, out)
         return wrote
 
 
@@ -285,12 +298,21 @@ class MemoryLink:
         self._inbox: deque[str] = deque()
         self.sent = 0
 
+    def deliver(self, bid: int, lines: list[str]) -> None:
+        """What a board wrote in its control tick (a deferred reply, an event)."""
+        if bid in self.boards:
+            self._inbox.extend(lines)
+
     def send(self, line: str) -> None:
         self.sent += 1
         for bid in self.boards:
             out = self.lab.nodes[bid].handle_line(line)
             if out:
                 self._inbox.extend(out)
+
+    def now(self) -> float:
+        """The link's clock, in seconds: the lab's virtual time."""
+        return self.lab.clock.now_us() / 1e6
 
     def receive(self, timeout: float) -> str | None:
         lab = self.lab

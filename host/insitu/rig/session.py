@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +33,7 @@ from insitu.deploy.nodeconfig import expected_hash, node_address
 from insitu.links.base import Link
 from insitu.network.schema import Board, Network, Port
 from insitu_node import VERSION as FIRMWARE_VERSION
+from insitu_node.hal.bus import QUIET
 from insitu_node.protocol import codec
 from insitu_node.protocol.messages import REQUIRED, SCHEMA, measure_deadline_ms
 
@@ -149,6 +151,12 @@ class _Wire:
     link: Link
     seq: int
     boards: set[str] = field(default_factory=set)  # addresses answering on this link
+    bus: bool = False  # a shared line whose boards keep quiet requests' ok replies to themselves
+    quiet: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # recent quiet seqs
+
+    def listen_s(self) -> float:
+        """How long silence after a quiet request must last to mean consent."""
+        return float(getattr(self.link, "listen_s", 0.05))
 
 
 class Rig:
@@ -175,7 +183,7 @@ class Rig:
             raise RigError("no links to boards")
         if seq_start is None:  # a restarted host must not reuse a (seq, frame) a node cached
             seq_start = random.SystemRandom().randrange(1, codec.MAX_SEQ // 2)
-        self._wires = [_Wire(ln, seq_start) for ln in links]
+        self._wires = [_Wire(ln, seq_start, bus=bool(getattr(ln, "bus", False))) for ln in links]
         self.configs = dict(configs) if configs is not None else None
         self.timeout = timeout
         self.retries = retries
@@ -186,6 +194,8 @@ class Rig:
         self._forces_on: set[Port] = set()
         self.held: dict[str, list[int]] = {}  # address → bond slots frozen for a sensor fault
         self._clock: tuple[str, int] | None = None  # (board, its ticks_ms) at the last mark
+        self._late: list[tuple[str, codec.Frame]] = []  # quiet requests' errors heard later
+        self._boots_seen = 0  # events already checked for boot announcements (bus)
 
     @property
     def links(self) -> list[Link]:
@@ -211,18 +221,27 @@ class Rig:
         op: str,
         args: dict[str, Any],
         timeout: float,
+        quiet: bool = False,
     ) -> dict[str, codec.Frame]:
-        """Send one frame per (wire, address) and collect one reply from each expected board."""
+        """Send one frame per (wire, address) and collect one reply from each expected board.
+
+        ``quiet`` on a bus wire: the frame is marked quiet (docs/protocol.md, "Bus"), the
+        expected boards are only those that have something to say, and after them the rig
+        listens ``listen_s`` for any other board's error; silence is consent."""
         args = checked_request(op, args)  # before anything is on the wire
         self.counters.by_op[op] = self.counters.by_op.get(op, 0) + 1
         jobs = []
         for w, addr, expect in sends:
             seq = self._next_seq(w)
             line = codec.encode(seq, addr, op, args)
+            hush = quiet and w.bus
+            if hush:
+                line = QUIET + line
+                w.quiet.append(seq)
             self._send(w, line)
-            jobs.append((w, seq, line, set(expect)))
+            jobs.append((w, seq, line, set(expect), hush))
         got: dict[str, codec.Frame] = {}
-        for w, seq, line, expect in jobs:
+        for w, seq, line, expect, hush in jobs:
             for attempt in range(self.retries + 1):
                 if attempt:
                     self._send(w, line)
@@ -231,7 +250,7 @@ class Rig:
                                                                      key=_addr_key))  # fmt: skip
                     log.info("%s: no reply from %s, sent again (attempt %d of %d)", op, silent,
                              attempt + 1, self.retries + 1)  # fmt: skip
-                self._collect(w, seq, expect, got, timeout)
+                self._collect(w, seq, expect, got, timeout, hush)
                 if expect <= got.keys():
                     break
             missing = sorted(expect - got.keys(), key=_addr_key)
@@ -239,16 +258,34 @@ class Rig:
                 who = ", ".join(self._name(a) for a in missing)
                 raise RigError(
                     f"no reply to {op} from {who} after {self.retries + 1} attempts "
-                    f"on {getattr(w.link, 'name', 'link')}"
+                    f"on {getattr(w.link, 'name', 'link')}{self._noise()}"
                 )
+            if hush:  # the boards with nothing to say: silence for listen_s means consent
+                self._collect(w, seq, set(), got, w.listen_s(), hush, listen=True)
         return got
 
     def _collect(
-        self, w: _Wire, seq: int, expect: set[str], got: dict[str, codec.Frame], timeout: float
+        self,
+        w: _Wire,
+        seq: int,
+        expect: set[str],
+        got: dict[str, codec.Frame],
+        timeout: float,
+        quiet: bool = False,
+        listen: bool = False,
     ) -> None:
-        deadline = time.monotonic() + timeout  # wall-clock guard for a chatty link
-        while not expect <= got.keys():
-            line = w.link.receive(timeout)
+        """Collect replies with ``seq`` until every board in ``expect`` answered (``listen``:
+        until ``timeout`` passes without a line). ``quiet``: any board of the wire may speak
+        (an error, a fault), not only the expected ones."""
+        # the link's own clock (virtual links count virtual seconds), so a chatty or noisy
+        # link cannot keep the rig here past the timeout
+        now = getattr(w.link, "now", time.monotonic)
+        deadline = now() + timeout
+        while listen or not expect <= got.keys():
+            left = deadline - now()
+            if left <= 0:
+                return
+            line = w.link.receive(left)
             if line is None:
                 return
             try:
@@ -265,18 +302,32 @@ class Rig:
             elif f.op not in ("ok", "err"):
                 self.counters.skipped += 1  # a request echoed back (a loopback, a REPL)
             elif f.seq != seq:
+                if f.op == "err" and f.seq in w.quiet:  # a quiet request refused late
+                    self._late.append((f.addr, f))
                 self.counters.stale += 1
             elif f.addr in got:
                 self.counters.duplicates += 1
-            elif f.addr in expect:
+            elif f.addr in expect or (quiet and f.addr in w.boards):
                 got[f.addr] = f
                 self.counters.replies += 1
             else:
                 self.counters.stale += 1
-            if time.monotonic() > deadline:
-                return
+
+    def _noise(self) -> str:
+        """What a missing reply's error adds when the link carried garbage."""
+        c = self.counters
+        if not (c.corrupt or (self.on_bus and c.skipped)):
+            return ""
+        what = f"{c.corrupt} corrupt" + (f" and {c.skipped} unreadable" if self.on_bus else "")
+        return f"; {what} lines so far (noise, a collision or a babbling board)"
 
     def _check(self, op: str, replies: Mapping[str, codec.Frame]) -> None:
+        if self._late:  # an earlier quiet request's refusal, heard while waiting for this one
+            addr, f = self._late.pop(0)
+            self._late.clear()
+            field_, reason = f.args.get("field", "?"), f.args.get("reason", "?")
+            raise Refused(f"{self._name(addr)} refused an earlier quiet request: {field_}: "
+                          f"{reason}")  # fmt: skip
         for addr in sorted(replies, key=_addr_key):
             f = replies[addr]
             if f.op == "err":
@@ -306,15 +357,68 @@ class Rig:
         return got[addr].args
 
     def broadcast(
-        self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        speakers: set[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """One frame per link to every board; address → `ok` payload. Any `err` raises."""
+        """One frame per link to every board; address → `ok` payload. Any `err` raises.
+
+        ``speakers``: on a bus, send it quiet and wait only for these boards' replies (plus
+        any board that has something to say: docs/protocol.md, "Bus"); links that are not
+        buses still collect every board's reply."""
         if not self.boards:
             raise RigError("no boards connected (call connect() first)")
-        sends = [(w, BROADCAST, w.boards) for w in self._wires if w.boards]
-        got = self._exchange(sends, op, args or {}, timeout or self.timeout)
+        quiet = speakers is not None
+        sends = [(w, BROADCAST, (w.boards & speakers) if quiet and w.bus else w.boards)
+                 for w in self._wires if w.boards]  # fmt: skip
+        got = self._exchange(sends, op, args or {}, timeout or self.timeout, quiet)
         self._check(op, got)
+        if quiet:
+            self._check_boot_events(op)
         return {a: f.args for a, f in got.items()}
+
+    @property
+    def on_bus(self) -> bool:
+        """Whether any of the rig's links is a shared bus (quiet phases)."""
+        return any(w.bus for w in self._wires)
+
+    def _sensor_boards(self) -> set[str]:
+        return {a for a, i in self.boards.items() if "displacement" in i.board.carries}
+
+    def _await_idle(self, op: str, limit_s: float) -> None:
+        """On a bus, after the boards that report a phase have replied: ask quietly (``ping``,
+        answered only by boards still busy) until no board is busy, so the next phase's
+        forces cannot land in a board's measurement. Two control periods' grace first."""
+        if not any(w.bus and w.boards - self._sensor_boards() for w in self._wires):
+            return
+        grace = 0.02
+        waited = 0.0
+        while True:
+            busy = [a for a, p in self.broadcast("ping", speakers=set()).items() if p.get("busy")]
+            if not busy:
+                return
+            if waited > limit_s:
+                who = ", ".join(self._name(a) for a in sorted(busy, key=_addr_key)[:3])
+                raise RigError(f"{op}: {who} still busy {waited:.1f} s after the phase's "
+                               "reports")  # fmt: skip
+            for w in self._wires:  # let time pass on the line (virtual links count it)
+                if w.bus:
+                    w.link.receive(grace)
+            waited += grace
+            grace = min(2 * grace, 0.5)
+
+    def _check_boot_events(self, op: str) -> None:
+        """On a bus a rebooted board is heard by its boot announcement, not by a reply."""
+        new = self.events[self._boots_seen:]
+        self._boots_seen = len(self.events)
+        moved = sorted({a for a, ev in new if ev.get("ev") == "boot" and a in self.boards},
+                       key=_addr_key)  # fmt: skip
+        if moved:
+            who = ", ".join(self._name(a) for a in moved)
+            log.warning("%s restarted (announced a boot) before %s", who, op)
+            raise RigReboot(f"{who} restarted (announced a boot) before {op}", moved)
 
     def _board(self, board: Board | int) -> Board:
         if isinstance(board, Board):
@@ -342,12 +446,14 @@ class Rig:
         missing = sorted(set(self._by_addr) - set(found), key=_addr_key)
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise RigError(f"{self._name(missing[0])} did not answer identify{more}")
+            raise RigError(f"{self._name(missing[0])} did not answer identify{more}"
+                           f"{self._noise()}")  # fmt: skip
         infos = {}
         for addr in sorted(found, key=_addr_key):
             i, f = found[addr]
             infos[addr] = self._verify(addr, i, f)
         self.boards = infos
+        self._boots_seen = len(self.events)  # boards announce their boot before connect
         for w in self._wires:
             w.boards = set()
         for addr, info in infos.items():
@@ -544,7 +650,11 @@ class Rig:
             args["v"] = True
         # the node gives up after its settle and its deadline and says so; wait a little longer
         timeout = self.timeout + (settle_ms + measure_deadline_ms(n)) / 1000.0
-        replies = self.broadcast("measure", args, timeout=timeout)
+        # on a bus only the boards with displacement sensors report (all of them with v)
+        speak = (set(self.boards) if v else self._sensor_boards()) if self.on_bus else None
+        replies = self.broadcast("measure", args, timeout=timeout, speakers=speak)
+        if speak is not None:
+            self._await_idle("measure", timeout)
         self.counters.loadings += 1
         u: dict[Port, float] = {}
         e = np.full(self.network.n_bonds, np.nan) if v else None
@@ -573,13 +683,18 @@ class Rig:
         if batch is not None:
             args["batch"] = int(batch)
         args.update({k: float(v) for k, v in hyper.items()})
-        replies = self.broadcast("update", args)
+        # on a bus only boards with a fault to report answer (and any that refuses): the
+        # step's largest |dk| and bound count are not gathered (NaN, 0), the state is
+        replies = self.broadcast("update", args, speakers=set() if self.on_bus else None)
         self._check_boots("update", replies)
         for addr, p in replies.items():
             if p.get("held"):
                 self.held[addr] = [int(s) for s in p["held"]]
+        if not replies:
+            return UpdateSummary(max_dk=float("nan"), frozen=0, count=int(batch or 0))
         return UpdateSummary(
-            max_dk=max(float(p.get("max_dk", 0.0)) for p in replies.values()),
+            max_dk=max(float(p.get("max_dk", "nan")) for p in replies.values())
+            if len(replies) == len(self.boards) else float("nan"),
             frozen=sum(int(p.get("frozen", 0)) for p in replies.values()),
             count=max(int(p.get("count", 0)) for p in replies.values()),
         )
@@ -646,6 +761,7 @@ class Rig:
         a known state. Returns the addresses that had rebooted (their boot counts are taken
         as the new reference)."""
         rebooted = []
+        self._late.clear()
         for addr, p in self.broadcast("ping").items():
             info = self.boards[addr]
             boots = int(p.get("boots", info.boots))
@@ -658,6 +774,7 @@ class Rig:
             self.reset()
         self.forces_off()
         self.release()
+        self._boots_seen = len(self.events)
         return rebooted
 
     def check_boots(self) -> None:
