@@ -46,8 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_port_arguments(p: argparse.ArgumentParser, port_help: str) -> None:
-    """--port (repeatable), --family, --pins: boards on serial ports (calibrate, gradcheck)."""
+    """--port (repeatable), --family, --pins, --bus: boards on serial ports (calibrate,
+    gradcheck)."""
     p.add_argument("--port", action="append", metavar="PORT", help=port_help)
+    p.add_argument("--bus", action="store_true",
+                   help="the boards share one RS-485 line (--port: its adapter; emulated "
+                   "boards: one emulated bus); quiet phases (docs/protocol.md)")  # fmt: skip
     p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
     p.add_argument(
         "--pins", metavar="MAP",
@@ -67,7 +71,7 @@ def open_port_rig(args: argparse.Namespace, net: Any) -> Any:
 
     try:
         return open_rig(net, args.port, family=args.family, pins=args.pins,
-                        profile=args.profile)[1]  # fmt: skip
+                        profile=args.profile, bus=bool(getattr(args, "bus", False)))[1]  # fmt: skip
     except (FlashError, ValueError, LinkError, RigError) as exc:
         raise UserError(str(exc))
 
@@ -83,7 +87,7 @@ def _rig(args: argparse.Namespace, net: Any) -> tuple[Any, Any, Any]:
         raise UserError("--family and --pins go with --port (boards on serial ports)")
     from insitu.rig.lab import lab_weights, open_rig
 
-    lab, rig = open_rig(net, profile=args.profile, seed=args.seed)
+    lab, rig = open_rig(net, profile=args.profile, seed=args.seed, bus=args.bus)
     return rig, lab_weights(lab), lab.world
 
 

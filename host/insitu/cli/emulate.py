@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workdir", help="--micropython: keep the boards' flash directories here")
     p.add_argument(
+        "--bus",
+        action="store_true",
+        help="--micropython: every board on one emulated RS-485 bus, reached through one port "
+        "(its adapter's; train with --port PORT --bus)",
+    )
+    p.add_argument(
         "--clock",
         choices=("real", "virtual"),
         default="real",
@@ -100,13 +106,19 @@ def run(args: argparse.Namespace) -> int:
                f"{MAX_PTYS}")  # fmt: skip
     if why:
         raise UserError(why)
+    if args.bus and not args.micropython:
+        raise UserError("--bus: the emulated bus joins MicroPython boards (add --micropython); "
+                        "in-process boards on a bus: insitu train/gradcheck --bus")  # fmt: skip
+    bus_port = None
     if args.micropython:
         from insitu.emulator.mplab import MicroPythonLab
 
-        lab = MicroPythonLab(net, args.profile, args.seed, workdir=args.workdir)
+        lab = MicroPythonLab(net, args.profile, args.seed, workdir=args.workdir, bus=args.bus)
         server = lab
         lab.start()
         ports = lab.ports()
+        if args.bus:
+            bus_port = lab.bus_hub().port
     else:
         from insitu.emulator.clock import RealClock, VirtualClock
         from insitu.emulator.inprocess import InProcessLab
@@ -122,14 +134,20 @@ def run(args: argparse.Namespace) -> int:
     family = "as the file's families, no --family" if deployed else "--family emu"
     print(f"# {net.name}: {len(ports)} {kind} boards, profile {args.profile} ({family}); "
           "Ctrl-C stops; type 'hang NODE GRAMS' or 'remove NODE' to load the bench")  # fmt: skip
-    for bid, port in ports.items():
-        bd = next(b for b in net.boards if b.id == bid)
-        print(f"{port}\tboard {bid}\tnode {bd.node}", flush=True)
+    if bus_port is not None:  # one port: the bus adapter's; the boards' own are their drops
+        print(f"{bus_port}\tbus\t{len(ports)} boards (train with --port {bus_port} --bus)",
+              flush=True)  # fmt: skip
+    else:
+        for bid, port in ports.items():
+            bd = next(b for b in net.boards if b.id == bid)
+            print(f"{port}\tboard {bid}\tnode {bd.node}", flush=True)
     threading.Thread(target=_console, args=(stop, lab.world, net), daemon=True).start()
     from insitu.deploy.discovery import publish_lab
 
-    # `insitu ports` lists these ptys, and `--port auto` takes them (with their family)
-    published = publish_lab(net.name, None if deployed else "emu", ports)
+    # `insitu ports` lists these ptys, and `--port auto` takes them (with their family); a
+    # bus is reached through its one port, not the boards' own
+    published = publish_lab(net.name, None if deployed else "emu",
+                            ports if bus_port is None else {0: bus_port})  # fmt: skip
     try:
         while not stop.wait(0.5):
             pass

@@ -88,11 +88,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--pins: pins carry integer counts; use --profile realistic or harsh")
         res = run_gradcheck(
             net, load, f_adj, args.profile, args.seed, args.micropython, args.samples,
-            pins=args.pins,
+            pins=args.pins, bus=args.bus,
         )  # fmt: skip
         where = f"profile {args.profile}, " + (
             "MicroPython boards" if args.micropython else "in-process boards"
-        ) + (f" on pin-level silicon ({args.pins})" if args.pins else "")
+        ) + (f" on pin-level silicon ({args.pins})" if args.pins else "") + (
+            " on one emulated RS-485 bus" if args.bus else "")
         calibrated = None
     if args.json:
         out = res.as_json()

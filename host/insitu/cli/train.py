@@ -77,6 +77,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pins", metavar="FILE", help="--port: pin map the boards were flashed with")
     p.add_argument(
+        "--bus",
+        action="store_true",
+        help="the boards share one RS-485 line: --port is its adapter (emulated boards: one "
+        "emulated bus); phases go quiet, O(1) frames whatever the boards (docs/protocol.md)",
+    )
+    p.add_argument(
+        "--bus-listen", type=number(0.001, 60.0), metavar="S",
+        help="--bus: seconds of silence after a quiet request that mean consent (default: "
+        "20 ms + the boards' reply slots; longer for emulated MicroPython boards, which share "
+        "the host's cores)",
+    )  # fmt: skip
+    p.add_argument(
         "--calibrate",
         action="store_true",
         help="emulated boards: calibrate them (loaded on the nodes) before training "
@@ -379,6 +391,8 @@ class _Job:
                 _, self.rig = open_rig(
                     self.net, self.settings["ports"], family=self.settings.get("family"),
                     pins=self.settings.get("pins"), profile=self.profile,
+                    bus=bool(self.settings.get("bus")),
+                    listen_s=self.settings.get("bus_listen"),
                 )  # fmt: skip
             except (FlashError, ValueError, LinkError, RigError) as exc:
                 raise UserError(str(exc))
@@ -392,7 +406,7 @@ class _Job:
             self.lab, self.rig = open_rig(
                 self.net, profile=self.profile, seed=self.cfg.seed,
                 period_ms=int(self.settings.get("period_ms", PERIOD_MS)),
-                flash_dir=flash_dir,
+                flash_dir=flash_dir, bus=bool(self.settings.get("bus")),
             )  # fmt: skip
             # a resumed run's boards booted from flash with the calibration they were saved with
             if self.settings.get("calibrate") and self.rig.uncalibrated():
@@ -527,6 +541,12 @@ def train_runs(args: argparse.Namespace) -> tuple[Any, list, list, Any]:
         settings["ports"] = list(args.port)
         settings["family"] = args.family
         settings["pins"] = args.pins
+    if args.bus_listen is not None and not args.bus:
+        raise UserError("--bus-listen goes with --bus")
+    if args.bus:  # recorded only when set: runs without a bus keep their config as it was
+        settings["bus"] = True
+        if args.bus_listen is not None:
+            settings["bus_listen"] = float(args.bus_listen)
     options = _options(args, args.method)
     if args.seed + args.repeat - 1 > SEED_MAX:
         raise UserError(f"--seed {args.seed} --repeat {args.repeat}: seeds end above {SEED_MAX}")

@@ -121,20 +121,39 @@ def expected_hash(cfg: dict[str, Any]) -> str:
 
 BUS_GAP_US = 20  # slot gap: two character times at 1 Mbaud (docs/protocol.md, "Bus")
 BUS_BAUD = 1_000_000
+BUS_TURNAROUND_US = 100  # a board's receive, handle_line start and driver enable
+BUS_HANDLE_US = 20_000  # the longest a board takes to handle a request (an update's step)
+
+
+def bus_listen_s(
+    boards: int,
+    gap_us: int = BUS_GAP_US,
+    handle_us: int = BUS_HANDLE_US,
+    turnaround_us: int = BUS_TURNAROUND_US,
+) -> float:
+    """How long the host listens after a quiet request before it takes silence for consent:
+    the slowest board's handling, its turnaround and the last slot's wait."""
+    return (handle_us + turnaround_us + (boards + 1) * gap_us) / 1e6
 
 
 def bus_slots(network: Network) -> dict[int, int]:
     """Each board's reply slot on a shared bus (board id → slot, unique, from 0). Boards
     that answer every measurement (displacement sensors) and the other actuated boards come
     first, so the replies a phase always has wait the least for their turn."""
+
     def rank(bd: Board) -> tuple[int, int]:
         return (0 if "displacement" in bd.carries else 1 if bd.carries else 2, bd.id)
 
     return {bd.id: i for i, bd in enumerate(sorted(network.boards, key=rank))}
 
 
-def bus_config(network: Network, board: Board, uart: dict[str, int] | None = None,
-               baud: int = BUS_BAUD, gap_us: int = BUS_GAP_US) -> dict[str, Any]:
+def bus_config(
+    network: Network,
+    board: Board,
+    uart: dict[str, int] | None = None,
+    baud: int = BUS_BAUD,
+    gap_us: int = BUS_GAP_US,
+) -> dict[str, Any]:
     """A board's ``bus.json`` (firmware hal/bus.py): its slot and gap, and on rp2/esp32 the
     UART and the transceiver's pins from the board's pin map (``uart``: uart, tx, rx, de)."""
     cfg: dict[str, Any] = {"slot": bus_slots(network)[board.id], "gap_us": gap_us}

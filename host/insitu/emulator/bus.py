@@ -21,7 +21,14 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from insitu.deploy.nodeconfig import BUS_BAUD, BUS_GAP_US, bus_slots
+from insitu.deploy.nodeconfig import (
+    BUS_BAUD,
+    BUS_GAP_US,
+    BUS_HANDLE_US,
+    BUS_TURNAROUND_US,
+    bus_listen_s,
+    bus_slots,
+)
 from insitu_node.hal.bus import Quiet
 
 if TYPE_CHECKING:
@@ -30,13 +37,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BusTiming:
-    """The line's timing. Defaults: 1 Mbaud (an RS-485 transceiver such as the MAX3485 runs
-    to 10 Mbit/s; a UART at 1 Mbaud is within every family's range), 100 µs turnaround."""
+    """The line's timing (defaults: deploy.nodeconfig). 1 Mbaud: an RS-485 transceiver such
+    as the MAX3485 runs to 10 Mbit/s, and a UART at 1 Mbaud is within every family's range."""
 
     baud: int = BUS_BAUD
-    turnaround_us: int = 100
+    turnaround_us: int = BUS_TURNAROUND_US
     gap_us: int = BUS_GAP_US
-    listen_us: int = 10_000  # how long a board may take to handle a request (the host's wait)
+    listen_us: int = BUS_HANDLE_US  # how long a board may take to handle a request
 
     def frame_us(self, line: str) -> int:
         """Line time of a frame and its newline."""
@@ -45,7 +52,7 @@ class BusTiming:
     def listen_s(self, boards: int) -> float:
         """How long the host listens after a quiet request before it takes silence for
         consent: the slowest board's handling, its turnaround and the last slot's wait."""
-        return (self.listen_us + self.turnaround_us + (boards + 1) * self.gap_us) / 1e6
+        return bus_listen_s(boards, self.gap_us, self.listen_us, self.turnaround_us)
 
 
 @dataclass
@@ -260,3 +267,139 @@ class InProcessBus:
     def close(self) -> None:
         if self in self.lab._links:
             self.lab._links.remove(self)
+
+
+class PtyBus:
+    """Boards on their own pseudo-terminals (MicroPython processes: ``MicroPythonLab`` with
+    ``bus=True``, whose flash holds bus.json) joined into one emulated bus in real time, and
+    one pseudo-terminal for the host: the port of its USB–RS-485 adapter (``self.port``).
+
+    A frame from the host reaches every board's port once it has crossed the line; a board's
+    frame waits for its slot, crosses the line (held back until the line's time says it has),
+    reaches the host and every other board (a bus drop hears everything). Lines a board's
+    console prints that are not frames (the interpreter's banner) stay off the bus: a UART
+    carries only what the firmware writes to it.
+    """
+
+    bus = True
+
+    def __init__(self, ports: dict[int, str], slots: dict[int, int],
+                 timing: BusTiming | None = None, name: str = "bus") -> None:  # fmt: skip
+        import os
+        import threading
+        import tty
+
+        import serial
+
+        self.timing = timing or BusTiming()
+        self.slots = dict(slots)
+        self.name = name
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.port = os.ttyname(slave)
+        self._boards = {bid: serial.serial_for_url(p, timeout=0) for bid, p in ports.items()}
+        self._t0 = None
+        self.line = _Line(self.timing)
+        self._due: list[tuple[float, int, str]] = []  # (wall time the host gets it, order, line)
+        self._order = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="insitu-bus", daemon=True)
+
+    @property
+    def stats(self) -> BusStats:
+        return self.line.stats
+
+    def start(self) -> PtyBus:
+        import time
+
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        import os
+
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        for s in self._boards.values():
+            s.close()
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> PtyBus:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _now_us(self) -> int:
+        import time
+
+        return int((time.monotonic() - (self._t0 or 0.0)) * 1e6)
+
+    def _to_boards(self, line: str, skip: int | None = None) -> None:
+        data = line.encode("ascii", "replace") + b"\n"
+        for bid, s in self._boards.items():
+            if bid != skip:
+                try:
+                    s.write(data)
+                except Exception:  # a board powered off: its port is gone, the bus goes on
+                    pass
+
+    def _run(self) -> None:
+        import os
+        import selectors
+        import time
+
+        sel = selectors.DefaultSelector()
+        sel.register(self._master, selectors.EVENT_READ, None)
+        for bid, s in self._boards.items():
+            sel.register(s.fileno(), selectors.EVENT_READ, bid)
+        bufs: dict[int | None, bytearray] = {k: bytearray() for k in (None, *self._boards)}
+        try:
+            while not self._stop.is_set():
+                wait = 0.05
+                if self._due:
+                    wait = max(0.0, min(wait, self._t0 + self._due[0][0] / 1e6 - time.monotonic()))
+                for key, _ in sel.select(wait):
+                    src = key.data
+                    try:
+                        chunk = (os.read(self._master, 65536) if src is None
+                                 else self._boards[src].read(65536))  # fmt: skip
+                    except (BlockingIOError, OSError):
+                        continue
+                    buf = bufs[src]
+                    buf += chunk
+                    while (nl := buf.find(b"\n")) >= 0:
+                        text = bytes(buf[:nl]).rstrip(b"\r").decode("ascii", "replace")
+                        del buf[: nl + 1]
+                        self._carry(src, text)
+                now = self._now_us()
+                while self._due and self._due[0][0] <= now:
+                    line = heapq.heappop(self._due)[2]
+                    try:
+                        os.write(self._master, line.encode("ascii", "replace") + b"\r\n")
+                    except OSError:
+                        pass  # nobody on the host side: a line on a bus nobody listens to
+        finally:
+            sel.close()
+
+    def _carry(self, src: int | None, text: str) -> None:
+        now = self._now_us()
+        if src is None:  # the host's adapter drives the line
+            end, garbled = self.line.host(now, text)
+            self._to_boards(text)
+            return
+        if "@" not in text:
+            return  # the unix port's console, not the firmware's UART
+        end, garbled = self.line.board(now, self.slots[src], text)
+        heapq.heappush(self._due, (end, self._order, text))
+        self._order += 1
+        self._to_boards(text, skip=src)

@@ -60,6 +60,7 @@ def run_gradcheck(
     micropython: bool = False,
     n: int | None = None,
     pins: str | None = None,
+    bus: bool = False,
 ) -> GradCheck:
     """Start emulated boards, measure the gradient in situ, compare with the exact one.
     ``pins``: boards on pin-level silicon wired by that pin map; MicroPython boards are by
@@ -68,7 +69,8 @@ def run_gradcheck(
         raise ValueError("the adjoint force is zero everywhere: nothing to check")
     from insitu.rig.lab import close_rig, open_rig
 
-    lab, rig = open_rig(net, micropython=micropython, profile=profile, seed=seed, pins=pins)
+    lab, rig = open_rig(net, micropython=micropython, profile=profile, seed=seed, pins=pins,
+                        bus=bus)  # fmt: skip
     try:
         return _check(rig, lab.world, net, load, f_adj, n)
     finally:

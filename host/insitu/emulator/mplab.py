@@ -22,7 +22,8 @@ import threading
 from pathlib import Path
 
 from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
-from insitu.deploy.nodeconfig import config_text, node_config
+from insitu.deploy.nodeconfig import bus_config, bus_slots, config_text, node_config
+from insitu.emulator.bus import BusTiming, PtyBus
 from insitu.emulator.clock import RealClock
 from insitu.emulator.hardware import get_profile
 from insitu.emulator.inprocess import (
@@ -47,6 +48,10 @@ def install_firmware(flash: Path, config: dict | None = None, root: Path = FIRMW
     if config is not None:
         (flash / "config.json").write_text(config_text(config))
 
+
+# boards that are processes sharing the host's cores answer a bus request when the scheduler
+# lets them, not within a board's 20 ms: the host listens longer on an emulated bus of them
+MP_BUS_LISTEN_S = 0.5
 
 # one interpreter process and one pseudo-terminal per board (a few MB each): where scale
 # matters the emulator runs in-process nodes instead (docs/emulator-boards.md)
@@ -76,15 +81,20 @@ class MicroPythonLab:
         timeout_ms: int | None = None,
         wdt: dict | None = None,
         pins: str | None = "auto",
+        bus: bool = False,
     ) -> None:
         """``timeout_ms``: host-silence timeout of every node (0: never go safe; None: the
         config's own, 5 s as flashed on pins, 0 on the emulated HAL); ``wdt``: the configs'
         ``wdt`` section (``enable``, ``timeout_ms``, ``grace_ms``); ``pins``: "auto" (the
         default) wires each board as its family's kit board when the profile has integer
         counts (module doc), and gives ideal boards the emulated HAL; a pin map (see
-        InProcessLab) wires every board by that map; None: the emulated HAL on any profile."""
+        InProcessLab) wires every board by that map; None: the emulated HAL on any profile.
+        ``bus``: every board's flash also holds its bus.json (deploy.nodeconfig.bus_config):
+        the firmware then talks as a bus drop, and ``bus_hub()`` joins the boards into one
+        emulated bus."""
         self.network = network
         self.clock = RealClock()
+        self._hub: PtyBus | None = None
         prof = get_profile(profile)
         quantised = prof.strain.quantise and prof.disp.quantise
         deployed = pins == "auto" and quantised  # the configs `insitu flash` writes
@@ -127,6 +137,8 @@ class MicroPythonLab:
             flash.mkdir(parents=True, exist_ok=True)
             if install:
                 install_firmware(flash, cfg)
+                if bus:
+                    (flash / "bus.json").write_text(json.dumps(bus_config(network, bd)))
             self.boards[bd.id] = MicroPythonBoard(
                 flash,
                 unique_id=f"{network.name}-{bd.id}",
@@ -154,7 +166,18 @@ class MicroPythonLab:
     def ports(self) -> dict[int, str]:
         return {bid: b.port for bid, b in self.boards.items()}
 
+    def bus_hub(self, timing: BusTiming | None = None) -> PtyBus:
+        """The started boards (made with ``bus=True``) on one emulated bus: a started
+        ``PtyBus`` whose ``port`` is the host's end (stop it before the lab)."""
+        if self._hub is None:
+            self._hub = PtyBus(self.ports(), bus_slots(self.network), timing,
+                               name=f"bus://{self.network.name}").start()  # fmt: skip
+        return self._hub
+
     def stop(self) -> None:
+        if self._hub is not None:
+            self._hub.stop()
+            self._hub = None
         for b in self.boards.values():
             b.stop()
         if self._tmp:

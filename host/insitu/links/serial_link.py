@@ -18,8 +18,19 @@ class SerialLink:
     codec rejects the line and the session retries.
     """
 
-    def __init__(self, url: str, baudrate: int = DEFAULT_BAUD) -> None:
+    def __init__(
+        self,
+        url: str,
+        baudrate: int = DEFAULT_BAUD,
+        bus: bool = False,
+        listen_s: float | None = None,
+    ) -> None:
+        """``bus``: the port is an adapter onto a shared bus (RS-485): the rig then sends its
+        phases quiet (docs/protocol.md, "Bus"); ``listen_s``: how long silence after a quiet
+        request means consent (None: what the deployed boards need, deploy.nodeconfig)."""
         self.name = url
+        self.bus = bus
+        self.listen_s = listen_s
         try:
             self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, exclusive=None)
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -65,6 +76,6 @@ class SerialLink:
         self._port.close()
 
 
-def open_link(url: str, baudrate: int = DEFAULT_BAUD) -> SerialLink:
-    """Open a serial link by URL or device path."""
-    return SerialLink(url, baudrate)
+def open_link(url: str, baudrate: int = DEFAULT_BAUD, bus: bool = False) -> SerialLink:
+    """Open a serial link by URL or device path (``bus``: an adapter onto a shared bus)."""
+    return SerialLink(url, baudrate, bus)

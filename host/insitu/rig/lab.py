@@ -145,8 +145,13 @@ def open_rig(
     period_ms: int = PERIOD_MS,
     flash_dir: str | Path | None = None,
     timeout: float | None = None,
+    bus: bool = False,
+    listen_s: float | None = None,
 ) -> tuple[Any, Rig]:
-    """Open and connect the boards of ``network``: ``(lab, rig)``.
+    """Open and connect the boards of ``network``: ``(lab, rig)``. ``bus``: the boards share
+    one RS-485 line (quiet phases, docs/protocol.md "Bus"): the ports are bus adapters, or the
+    emulated boards are put on one emulated bus; ``listen_s``: the bus's listen time on ports
+    (None: what the deployed boards need, deploy.nodeconfig.bus_listen_s).
 
     - ``ports``: boards on these serial ports, flashed with ``family``/``pins`` (emu boards
       on ptys: with ``profile``); ``lab`` is None.
@@ -161,14 +166,14 @@ def open_rig(
     if ports:
         return None, port_rig(network, list(ports), family, pins,
                               timeout=2.0 if timeout is None else timeout,
-                              profile=profile)  # fmt: skip
+                              profile=profile, bus=bus, listen_s=listen_s)  # fmt: skip
     if micropython:
         # MicroPython boards run the default control period (MicroPythonLab has no other)
         wait = MICROPYTHON_TIMEOUT if timeout is None else timeout
-        return micropython_rig(network, profile, seed, pins=pins, timeout=wait)
+        return micropython_rig(network, profile, seed, pins=pins, timeout=wait, bus=bus)
     extra = {} if timeout is None else {"timeout": timeout}
     return emulated_rig(network, profile, seed, period_ms=period_ms, flash_dir=flash_dir,
-                        pins=pins, **extra)  # fmt: skip
+                        pins=pins, bus=bus, **extra)  # fmt: skip
 
 
 def close_rig(lab: Any, rig: Rig) -> None:
@@ -186,6 +191,8 @@ def port_rig(
     pins: str | None = None,
     timeout: float = 2.0,
     profile: str | Profile | None = None,
+    bus: bool = False,
+    listen_s: float | None = None,
 ) -> Rig:
     """A connected Rig over boards on these serial ports, flashed with ``family``/``pins``
     (their configs are generated the way `insitu flash` deployed them, for ``profile``'s
@@ -196,7 +203,7 @@ def port_rig(
     configs = board_configs(network, family=family, pins=pins, profile=profile or "ideal")
     links = []
     try:
-        links = [SerialLink(port) for port in ports]
+        links = [SerialLink(port, bus=bus, listen_s=listen_s) for port in ports]
         rig = Rig(network, links, configs=configs, timeout=timeout)
         rig.connect()
     except Exception:
@@ -214,6 +221,7 @@ def emulated_rig(
     lab_network: Network | None = None,
     flash_dir: str | Path | None = None,
     pins: str | None = None,
+    bus: bool = False,
     **rig_options: Any,
 ) -> tuple[Any, Rig]:
     """Start in-process boards for `network` and a connected Rig over one memory link.
@@ -230,7 +238,7 @@ def emulated_rig(
         flash_dir=flash_dir, pins=pins,
     )  # fmt: skip
     configs = board_configs(network, family=EMU, pins=pins, profile=profile, period_ms=period_ms)
-    rig = Rig(network, lab.link(), configs=configs, **rig_options)
+    rig = Rig(network, lab.bus() if bus else lab.link(), configs=configs, **rig_options)
     rig.connect()
     return lab, rig
 
@@ -241,17 +249,22 @@ def micropython_rig(
     seed: int = 0,
     pins: str | None = None,
     timeout: float = MICROPYTHON_TIMEOUT,
+    bus: bool = False,
 ) -> tuple[Any, Rig]:
-    """Start the boards as MicroPython processes on ptys and connect a Rig over their ports;
-    the lab is started (stop it with :func:`close_rig`), and stopped again on failure."""
-    from insitu.emulator.mplab import MicroPythonLab
+    """Start the boards as MicroPython processes on ptys and connect a Rig over their ports
+    (``bus``: over one emulated bus joining them, the host on its adapter's port); the lab is
+    started (stop it with :func:`close_rig`), and stopped again on failure."""
+    from insitu.emulator.mplab import MP_BUS_LISTEN_S, MicroPythonLab
     from insitu.links import SerialLink
 
     # by default the kit's boards of the file's families (MicroPythonLab's "auto")
-    lab = MicroPythonLab(network, profile, seed, pins=pins or "auto").start()
+    lab = MicroPythonLab(network, profile, seed, pins=pins or "auto", bus=bus).start()
     links = []
     try:
-        links = [SerialLink(port) for port in lab.ports().values()]
+        if bus:
+            links = [SerialLink(lab.bus_hub().port, bus=True, listen_s=MP_BUS_LISTEN_S)]
+        else:
+            links = [SerialLink(port) for port in lab.ports().values()]
         configs = board_configs(network, family=lab.family,
                                 pins=None if lab.deployed else pins, profile=profile)  # fmt: skip
         rig = Rig(network, links, configs=configs, timeout=timeout)

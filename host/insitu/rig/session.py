@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from insitu.deploy.nodeconfig import expected_hash, node_address
+from insitu.deploy.nodeconfig import bus_listen_s, expected_hash, node_address
 from insitu.links.base import Link
 from insitu.network.schema import Board, Network, Port
 from insitu_node import VERSION as FIRMWARE_VERSION
@@ -155,8 +155,10 @@ class _Wire:
     quiet: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # recent quiet seqs
 
     def listen_s(self) -> float:
-        """How long silence after a quiet request must last to mean consent."""
-        return float(getattr(self.link, "listen_s", 0.05))
+        """How long silence after a quiet request must last to mean consent: the link's own
+        figure (an emulated bus knows its timing), else the deployed boards' (nodeconfig)."""
+        own = getattr(self.link, "listen_s", None)
+        return float(own) if own is not None else bus_listen_s(len(self.boards))
 
 
 class Rig:
@@ -195,6 +197,8 @@ class Rig:
         self.held: dict[str, list[int]] = {}  # address → bond slots frozen for a sensor fault
         self._clock: tuple[str, int] | None = None  # (board, its ticks_ms) at the last mark
         self._late: list[tuple[str, codec.Frame]] = []  # quiet requests' errors heard later
+        self._late_busy: set[str] = set()  # boards whose "still busy" came after listen_s
+        self._awaiting = False  # in _await_idle, where a late "busy" is just more waiting
         self._boots_seen = 0  # events already checked for boot announcements (bus)
 
     @property
@@ -304,6 +308,8 @@ class Rig:
             elif f.seq != seq:
                 if f.op == "err" and f.seq in w.quiet:  # a quiet request refused late
                     self._late.append((f.addr, f))
+                elif f.seq in w.quiet and f.args.get("busy") is True:  # a late "still busy"
+                    self._late_busy.add(f.addr)
                 self.counters.stale += 1
             elif f.addr in got:
                 self.counters.duplicates += 1
@@ -328,6 +334,11 @@ class Rig:
             field_, reason = f.args.get("field", "?"), f.args.get("reason", "?")
             raise Refused(f"{self._name(addr)} refused an earlier quiet request: {field_}: "
                           f"{reason}")  # fmt: skip
+        if self._late_busy and not self._awaiting:  # the rig moved on while a board measured
+            who = ", ".join(self._name(a) for a in sorted(self._late_busy, key=_addr_key))
+            self._late_busy.clear()
+            raise RigError(f"{who} still measuring after the rig moved on (its reply came "
+                           "after the bus's listen time): lengthen the listen time")  # fmt: skip
         for addr in sorted(replies, key=_addr_key):
             f = replies[addr]
             if f.op == "err":
@@ -390,22 +401,31 @@ class Rig:
     def _await_idle(self, op: str, limit_s: float) -> None:
         """On a bus, after the boards that report a phase have replied: ask quietly (``ping``,
         answered only by boards still busy) until no board is busy, so the next phase's
-        forces cannot land in a board's measurement. Two control periods' grace first."""
+        forces cannot land in a board's measurement; waiting longer each time it is asked."""
         if not any(w.bus and w.boards - self._sensor_boards() for w in self._wires):
             return
+        self._awaiting = True
+        try:
+            self._poll_idle(op, limit_s)
+        finally:
+            self._awaiting = False
+
+    def _poll_idle(self, op: str, limit_s: float) -> None:
         grace = 0.02
         waited = 0.0
         while True:
             busy = [a for a, p in self.broadcast("ping", speakers=set()).items() if p.get("busy")]
+            busy += list(self._late_busy)  # an earlier ping's answer, heard late
+            self._late_busy.clear()
             if not busy:
                 return
             if waited > limit_s:
                 who = ", ".join(self._name(a) for a in sorted(busy, key=_addr_key)[:3])
                 raise RigError(f"{op}: {who} still busy {waited:.1f} s after the phase's "
                                "reports")  # fmt: skip
-            for w in self._wires:  # let time pass on the line (virtual links count it)
+            for w in self._wires:  # listen meanwhile (virtual links let their time pass)
                 if w.bus:
-                    w.link.receive(grace)
+                    self._collect(w, 0, set(), {}, grace, listen=True)
             waited += grace
             grace = min(2 * grace, 0.5)
 

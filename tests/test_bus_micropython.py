@@ -1,0 +1,97 @@
+"""56 MicroPython boards (a 7 × 8 triangular lattice) on one emulated RS-485 bus: each board's
+flash holds bus.json, so the real firmware talks as a bus drop (hal/bus.py) on the real
+interpreter; the host reaches them all through one port. The gradient the boards accumulate
+equals the exact one on the ideal profile, and `insitu train --port BUS --bus` trains them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insitu.cli.main import main
+from insitu.emulator.gradcheck import exact_batch_gradient
+from insitu.emulator.mplab import MP_BUS_LISTEN_S, MicroPythonLab
+from insitu.links import SerialLink
+from insitu.network.generate import to_toml, triangular
+from insitu.network.schema import load_network
+from insitu.rig.lab import board_configs
+from insitu.rig.session import Rig
+from insitu.trainers.insitu import Phases, accumulate_batch
+
+
+@pytest.fixture(scope="module")
+def bus_lab(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("bus")
+    path = d / "tri56.toml"
+    path.write_text(to_toml(triangular(7, 8)))
+    net = load_network(path)
+    assert len(net.boards) >= 50
+    lab = MicroPythonLab(net, "ideal", 0, bus=True).start()
+    try:
+        yield net, path, lab, lab.bus_hub()
+    finally:
+        lab.stop()
+
+
+def test_every_board_holds_its_bus_json_and_its_slot(bus_lab) -> None:
+    net, _, lab, hub = bus_lab
+    slots = set()
+    for bd in net.boards:
+        cfg = json.loads((lab.workdir / f"board-{bd.id}" / "bus.json").read_text())
+        slots.add(cfg["slot"])
+        assert "uart" not in cfg  # the unix port's drop is its console
+    assert slots == set(range(len(net.boards)))
+
+
+def test_gradient_on_micropython_boards_on_one_bus_is_exact(bus_lab) -> None:
+    net, _, lab, hub = bus_lab
+    rig = Rig(net, SerialLink(hub.port, bus=True, listen_s=MP_BUS_LISTEN_S),
+              configs=board_configs(net, family=lab.family, profile="ideal"), timeout=5.0)
+    try:
+        rig.connect()
+        assert len(rig.boards) == len(net.boards)
+        rig.forces_off()
+        rig.reset()
+        io = net.io_set("default")
+        X = -np.array([[0.02], [0.035], [0.012]])
+        y = np.zeros((3, len(io.outputs)))
+
+        def loss_grad(u: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+            d = (u - target) * 1e3
+            return float(np.mean(d**2)), 2e3 * d / d.size
+
+        sent = rig.counters.sent
+        accumulate_batch(rig, io.inputs, io.outputs, X, y, loss_grad, Phases())
+        # a phase is O(1) frames on the line: per sample, forces at 3 ports (set, later off)
+        # plus two quiet measurements and their busy checks, whatever the 56 boards
+        assert rig.counters.sent - sent <= 3 * 12
+        g, count = rig.accumulated()
+        assert count == 3
+        exact = exact_batch_gradient(lab.world, net, "default", X, y, loss_grad)
+        np.testing.assert_allclose(g / 3, exact, rtol=0, atol=1e-9 * np.max(np.abs(exact)))
+        rig.reset()
+    finally:
+        rig.close()
+
+
+def test_training_through_the_bus_port(bus_lab, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    net, path, lab, hub = bus_lab
+    csv = tmp_path / "task.csv"
+    rows = ["29:y,u:51:y,u:54:y"]
+    for f in (-0.01, -0.015, -0.02, -0.025, -0.03, -0.035):
+        rows.append(f"{f},{f * 0.004},{f * 0.002}")
+    csv.write_text("\n".join(rows) + "\n")
+    argv = ["train", str(path), "--task-csv", str(csv), "--method", "insitu", "--port",
+            hub.port, "--bus", "--bus-listen", str(MP_BUS_LISTEN_S), "--family", "emu",
+            "--profile", "ideal", "--uncalibrated", "--epochs", "1", "--batch", "2",
+            "--store", str(tmp_path / "runs.db"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "insitu" and out["epochs"] == 1
+    assert out["loadings"] == out["measurements"] > 0 and out["rig_seconds"] > 0
+    assert np.isfinite(out["final_loss"]) and len(out["k_final"]) == net.n_bonds
+    assert any(k != 137.5 for k in out["k_final"])  # the boards stepped their stiffness
