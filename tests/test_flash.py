@@ -626,3 +626,52 @@ def test_boards_without_a_valid_config_reflash_without_force(net, tmp_path, caps
         flash_ok("--force")
     finally:
         lab.stop()
+
+
+# ------------------------------------------------------------------ (6) bus drops
+
+
+def test_flash_bus_makes_a_quiet_drop_and_flash_without_it_brings_it_back(net, tmp_path, capsys):
+    """--bus writes the board's bus.json (its slot; an emu board's drop is its console): the
+    firmware then keeps quiet requests' ok replies to itself. Flashing without --bus removes
+    bus.json: the board answers every request again."""
+    from insitu.deploy.nodeconfig import bus_slots
+    from insitu.links import SerialLink
+    from insitu_node.protocol import codec
+
+    lab = MicroPythonLab(net, "ideal", workdir=tmp_path / "lab", boards=[3], install=False)
+    board = lab.boards[3]
+    lab.start(wait=0)
+    try:
+        rc, out, err = _flash_one(capsys, board.port, "--bus", "--json")
+        assert rc == 0, err
+        (b,) = json.loads(out)["boards"]
+        assert b["ok"] and "bus.json" in b["copied"], b
+        bus = json.loads((board.flash_dir / "bus.json").read_text())
+        assert bus == {"slot": bus_slots(net)[3], "gap_us": 20}
+        board.wait_output(b'"ev":"boot"', start=0, timeout=30)
+        link = SerialLink(board.port)
+        try:
+            link.send("~" + codec.encode(7, "*", "ping", {}))  # quiet: nothing to say
+            link.send(codec.encode(8, "*", "ping", {}))  # plain: answered
+            got = [codec.parse(x) for x in iter(lambda: link.receive(2.0), None)]
+            seqs = [f.seq for f in got if f is not None and f.op == "ok"]
+            assert seqs == [8], got
+        finally:
+            link.close()
+        rc, out, err = _flash_one(capsys, board.port, "--json")
+        assert rc == 0, err
+        (b,) = json.loads(out)["boards"]
+        assert b["ok"] and any("bus.json removed" in n for n in b["notes"]), b
+        assert not (board.flash_dir / "bus.json").exists()
+    finally:
+        lab.stop()
+
+
+def test_flash_bus_refuses_a_board_with_more_bonds_than_a_bus_build_keeps(net, capsys):
+    bd = next(b for b in net.boards if len(b.bonds) == 3)
+    argv = ["flash", str(LI_MAO), "--node", str(bd.id), "--family", "esp32", "--bus",
+            "--port", "/dev/null"]  # fmt: skip
+    rc, out, err = _cli(capsys, *argv)
+    assert rc != 0 and out == ""
+    assert f"--bus: board {bd.id} owns 3 bonds; a esp32 board on a bus keeps 2" in err

@@ -440,3 +440,42 @@ def test_wiring_doc_tables_match_the_pin_maps() -> None:
         assert m.group(1) == wiring_table(load_pinmap(p)), (
             f"wiring table for {p.stem} is stale: regenerate with `insitu board wiring {p}`"
         )
+
+
+# ----------------------------------------------------------------------------- the bus drop
+
+
+def test_shipped_maps_offer_a_bus_build() -> None:
+    for p in SHIPPED:
+        pm = load_pinmap(p)
+        assert pm.bus is not None, p.stem
+        assert 2 <= pm.max_bonds(bus=True) == pm.bus.slots < pm.max_bonds()
+        assert set(pm.bus.json()) == {"uart", "tx", "rx", "de"}
+
+
+TWO_SLOTS = slot(0, 0, 1, 2) + slot(1, 4, 5, 6)
+
+
+@pytest.mark.parametrize(
+    ("family", "bus", "reason"),
+    [
+        ("pico", "uart = 0\ntx = 4\nrx = 5\nde = 9\nslots = 1", "bus.tx: GP4 is not a UART0 TX"),
+        ("pico", "uart = 2\ntx = 4\nrx = 5\nde = 9\nslots = 1", "bus.uart: RP2040 has UART0"),
+        ("pico", "uart = 1\ntx = 4\nrx = 5\nde = 2\nslots = 1",
+         "bus.de: GPIO 2 already used by slot[0]"),
+        ("pico", "uart = 1\ntx = 8\nrx = 9\nde = 10\nslots = 2", "bus.slots: must be the bond"),
+        ("pico", "uart = 1\ntx = 8\nrx = 9\nslots = 1", "bus.de: missing"),
+        ("pico", "uart = 1\ntx = 8\nrx = 9\nde = 10\nslots = 1\nbaud = 9600",
+         "bus.baud: unknown"),
+        ("esp32", "uart = 0\ntx = 23\nrx = 13\nde = 22\nslots = 1", "UART0 is the console"),
+    ],
+)
+def test_bus_table_refusals_name_the_field(family: str, bus: str, reason: str) -> None:
+    slots = TWO_SLOTS if family == "pico" else slot(0, 34, 32, 33) + slot(1, 35, 26, 27)
+    assert reason in refused(slots + "[bus]\n" + bus + "\n", family)
+
+
+def test_bus_takes_the_pins_of_the_slots_it_replaces() -> None:
+    pm = parse_pinmap(HEAD["pico"] + TWO_SLOTS + "[bus]\nuart = 1\ntx = 4\nrx = 5\nde = 6\n"
+                      "slots = 1\n", "ok.toml")  # fmt: skip
+    assert pm.bus is not None and pm.max_bonds() == 2 and pm.max_bonds(bus=True) == 1

@@ -98,7 +98,7 @@ class BusLink:
 
 
 class UartLink:
-    """The board's UART on an RS-485 transceiver (MAX3485-class): ``de`` drives the driver
+    """The board's UART on an RS-485 transceiver (SN65HVD75, MAX3485): ``de`` drives the driver
     enable (and, tied, the receiver's /RE), high only while this board transmits."""
 
     def __init__(self, uart, de, ticks_us, max_line=2048):
@@ -114,10 +114,13 @@ class UartLink:
         self._last = ticks_us()  # when the line was last seen busy
 
     def _pump(self):
-        n = self._u.any()
-        if not n:
-            return
-        data = self._u.read(n) or b""
+        while True:  # everything the receive FIFO holds
+            n = self._u.any()
+            if not n:
+                return
+            self._take(self._u.read(n) or b"")
+
+    def _take(self, data):
         self._last = self._us()
         for c in data:
             if c == 10:

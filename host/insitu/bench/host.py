@@ -397,17 +397,21 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         a2.semilogx(b, [r["messages_per_step"] for r in rs], mk, label=f"{lab}: host messages")
         a2.semilogx(b, [r["replies_per_step"] for r in rs], mk, alpha=0.4,
                     label=f"{lab}: replies")  # fmt: skip
-    a1.set_xlabel("bonds")
-    a1.set_ylabel("time per step (s)")
-    a1.set_title(f"Host + emulated nodes, batch {result['batch']}", fontsize=9)
-    a1.grid(True, which="both", alpha=0.3)
-    a1.legend(fontsize=7)
-    a2.set_xlabel("bonds")
+    _dress(a1, "bonds", "time per step (s)", f"Host + emulated nodes, batch {result['batch']}")
     a2.set_yscale("log")
-    a2.set_ylabel("per step")
-    a2.set_title("Messages per step (a broadcast = 1 per link)", fontsize=9)
-    a2.grid(True, which="both", alpha=0.3)
-    a2.legend(fontsize=7)
+    _dress(a2, "bonds", "per step", "Messages per step (a broadcast = 1 per link)")
+    return _save(fig, path, plt)
+
+
+def _dress(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -423,22 +427,12 @@ def _bus_plot(result: dict[str, Any], path: Path, plt: Any) -> Path:
     a1.loglog(b, [r["floor_s_per_step"] for r in rs], "k:", label="physical floor")
     a1.loglog(b, [0.1 * r["floor_s_per_step"] for r in rs], color="0.6", lw=0.8,
               label="10 % of the floor")  # fmt: skip
-    a1.set_xlabel("boards on one bus")
-    a1.set_ylabel("seconds per step")
-    a1.set_title(f"Boards on one emulated RS-485 bus, batch {result['batch']}", fontsize=9)
-    a1.grid(True, which="both", alpha=0.3)
-    a1.legend(fontsize=7)
+    _dress(a1, "boards on one bus", "seconds per step",
+           f"Boards on one emulated RS-485 bus, batch {result['batch']}")  # fmt: skip
     a2.semilogx(b, [r["host_frames_per_step"] for r in rs], "o-", label="host frames")
     a2.semilogx(b, [r["board_frames_per_step"] for r in rs], "s-", label="board frames")
     a2.semilogx(b, [r["replies_kept_quiet_per_step"] for r in rs], "^--",
                 label="replies kept quiet")  # fmt: skip
     a2.set_yscale("log")
-    a2.set_xlabel("boards on one bus")
-    a2.set_ylabel("per step")
-    a2.set_title("Frames on the line per step (O(1) in boards)", fontsize=9)
-    a2.grid(True, which="both", alpha=0.3)
-    a2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    _dress(a2, "boards on one bus", "per step", "Frames on the line per step (O(1) in boards)")
+    return _save(fig, path, plt)

@@ -94,6 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds a board has to answer identify after its reset (default: 20)",
     )
+    p.add_argument(
+        "--bus",
+        action="store_true",
+        help="build the boards as drops on one RS-485 bus: each gets a bus.json (its reply "
+        "slot, the pin map's [bus] UART and driver-enable pins) and then talks on the bus, "
+        "not USB (docs/protocol.md \"Bus\", hardware/docs/bus.md)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
@@ -158,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
             "the session would refuse the boards"
         )
     configs = board_configs(net, boards, args.family, args.pins, args.profile, args.element)
+    buses = bus_files(net, boards, args.family, args.pins) if args.bus else {}
 
     # ---- which board is on which port (no writes, no interruption of running boards)
     explicit = bool(args.port)
@@ -250,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         jobs = [(port_of[uid_of[bd.id]], bd, uid_of[bd.id]) for bd in boards]
 
     if args.check:
-        return _check(args, net, jobs, reports, configs, root, t0)
+        return _check(args, net, jobs, reports, configs, root, t0, buses)
 
     # ---- flash
     n = len(jobs)
@@ -274,6 +282,7 @@ def _run(args: argparse.Namespace) -> int:
                     expect_uid=want,
                     boot_timeout=args.boot_timeout,
                     force=args.force,
+                    bus=buses.get(bd.id),
                 )
             ]
         except FlashError as exc:
@@ -291,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
             force=args.force,
             boot_timeout=args.boot_timeout,
             on_done=lambda r, k, m: _progress(args, r, k, m, jobs),
+            buses=buses,
         )
     ok = [r for r in results if isinstance(r, FlashResult) and r.ok]
     seconds = time.monotonic() - t0
@@ -309,6 +319,31 @@ def _run(args: argparse.Namespace) -> int:
         print(f"insitu flash: error: {len(ok)}/{n} boards ok; {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def bus_files(net: Any, boards: list, family: str | None, pins: str | None) -> dict[int, dict]:
+    """Each board's bus.json (deploy.nodeconfig.bus_config) with the UART and driver-enable
+    pins of its pin map's [bus] table; UserError if a map has none or a board owns more
+    bonds than a bus build of its board keeps."""
+    from insitu.cli.main import UserError
+    from insitu.deploy.nodeconfig import bus_config
+    from insitu.hardware.pinmap import default_pinmap_path, load_pinmap
+
+    out = {}
+    for bd in boards:
+        fam = family or bd.family
+        if fam == "emu":  # an emulated board's drop is its console
+            out[bd.id] = bus_config(net, bd)
+            continue
+        path = pins or str(default_pinmap_path(fam))
+        pm = load_pinmap(path)
+        if pm.bus is None:
+            raise UserError(f"--bus: pin map {path} has no [bus] table (UART, DE pins)")
+        if len(bd.bonds) > pm.bus.slots:
+            raise UserError(f"--bus: board {bd.id} owns {len(bd.bonds)} bonds; a {fam} board on "
+                            f"a bus keeps {pm.bus.slots} bond slots ({path} [bus])")  # fmt: skip
+        out[bd.id] = bus_config(net, bd, uart=pm.bus.json())
+    return out
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -372,6 +407,7 @@ def _check(
     configs: dict,
     root: Path,
     t0: float,
+    buses: dict | None = None,
 ) -> int:
     """``--check``: what differs between each board and what flashing it would write; exit 0
     when every board is identical, 1 when any differs, 2 when a board cannot be checked."""
@@ -399,6 +435,7 @@ def _check(
             expect_uid=uid,
             mpremote=mp,
             boot_timeout=args.boot_timeout,
+            bus=(buses or {}).get(bd.id),
         )
 
     def show(r: CheckResult | FlashError, k: int, n: int) -> None:

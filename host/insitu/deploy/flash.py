@@ -61,6 +61,7 @@ from insitu.resources import firmware_dir
 R = TypeVar("R")
 FIRMWARE_DIR = firmware_dir()  # insitu.resources: the wheel's copy, or the checkout's firmware/
 CONFIG_FILE = "config.json"
+BUS_FILE = "bus.json"  # a bus board's drop (firmware hal/bus.py); absent on a USB board
 PROBE_MARK = "INSITU-PROBE "
 MPREMOTE_TIMEOUT = 120.0  # seconds for one mpremote invocation
 PROBE_TIMEOUT = 15.0  # seconds for the probe (a small exec)
@@ -130,11 +131,16 @@ def firmware_version(root: Path = FIRMWARE_DIR) -> str:
     return m.group(1)
 
 
-def payload(config: Mapping[str, Any], root: Path = FIRMWARE_DIR) -> dict[str, bytes]:
-    """Destination path on the board → content, firmware files then config.json."""
+def payload(
+    config: Mapping[str, Any], root: Path = FIRMWARE_DIR, bus: Mapping[str, Any] | None = None
+) -> dict[str, bytes]:
+    """Destination path on the board → content, firmware files then config.json (and the
+    board's bus.json when it is a bus drop: ``bus``, deploy.nodeconfig.bus_config)."""
     root = Path(root)
     out = {rel: (root / rel).read_bytes() for rel in firmware_files(root)}
     out[CONFIG_FILE] = config_text(dict(config)).encode()
+    if bus is not None:
+        out[BUS_FILE] = (json.dumps(dict(bus), sort_keys=True) + "\n").encode()
     return out
 
 
@@ -377,10 +383,11 @@ class FlashResult:
     problem: str | None = None  # the board does not identify as expected after the flash
     notes: list[str] = field(default_factory=list)
     mpremote_calls: int = 0
+    on_bus: bool = False  # a bus drop: it answers on the bus, so no identify over USB
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and self.identity is not None
+        return self.problem is None and (self.identity is not None or self.on_bus)
 
     def line(self) -> str:
         head = f"{describe(self.board)} on {self.port}"
@@ -389,7 +396,10 @@ class FlashResult:
             f"skipped {len(self.skipped)} unchanged"
         )
         notes = "".join(f"; {n}" for n in self.notes)
-        if self.ok:
+        if self.ok and self.identity is None:
+            res = ("ok: a bus drop now, answering on the bus (check it through the adapter: "
+                   "insitu gradcheck --port ADAPTER --bus)")  # fmt: skip
+        elif self.ok:
             i = self.identity
             assert i is not None
             res = f"ok: node {i.address}, firmware {i.firmware}, config {i.config_hash}"
@@ -409,8 +419,11 @@ def flash_board(
     mpremote: Mpremote | None = None,
     boot_timeout: float = BOOT_TIMEOUT,
     force: bool = False,
+    bus: Mapping[str, Any] | None = None,
 ) -> FlashResult:
     """Copy firmware + config to the board at ``port`` (changed files only), reset, verify.
+    ``bus``: the board's bus.json (a bus drop: verified by the copy's hashes, since it then
+    answers on the bus, not USB); without it a bus.json left on the board is removed.
 
     Raises FlashError before anything is written when the board cannot be reached or its
     unique id is not ``expect_uid``; afterwards a board that does not identify as expected is
@@ -420,11 +433,11 @@ def flash_board(
 
     t0 = time.monotonic()
     mp = mpremote or Mpremote()
-    files = payload(config, root)
+    files = payload(config, root, bus)
     version = firmware_version(root)
-    res = FlashResult(board, port)
+    res = FlashResult(board, port, on_bus=bus is not None)
 
-    probe, extra = probe_retrying(mp, port, list(files))
+    probe, extra = probe_retrying(mp, port, [*files, BUS_FILE] if bus is None else list(files))
     if extra:
         res.mpremote_calls += extra
         res.notes.append("probe repeated")
@@ -450,18 +463,22 @@ def flash_board(
             res.copied.append(dest)
             res.bytes_copied += len(data)
     mkdirs = [d for d in _dirs_of(res.copied) if not probe.dirs.get(d)]
+    stale_bus = bus is None and probe.files.get(BUS_FILE) is not None
 
     args: list[str] = []
     with tempfile.TemporaryDirectory(prefix="insitu-flash-") as tmp:
         for d in mkdirs:
             args += ["fs", "mkdir", ":" + d, "+"]
         for dest in res.copied:
-            if dest == CONFIG_FILE:
-                src = Path(tmp) / CONFIG_FILE
+            if dest in (CONFIG_FILE, BUS_FILE):
+                src = Path(tmp) / dest
                 src.write_bytes(files[dest])
             else:
                 src = Path(root) / dest
             args += ["fs", "cp", "-f", str(src), ":" + dest, "+"]
+        if stale_bus:  # a former bus drop back on USB
+            args += ["fs", "rm", ":" + BUS_FILE, "+"]
+            res.notes.append("bus.json removed: back on USB")
         args += ["reset"]
         try:
             mp.run(port, args, "copy" if res.copied else "reset")
@@ -470,6 +487,9 @@ def flash_board(
             exc.written = bool(res.copied)
             raise
     wait_port(port, boot_timeout)
+    if bus is not None:  # it talks on its UART now; the copy's hashes were checked by mpremote
+        res.seconds = time.monotonic() - t0
+        return res
     ident = wait_identity(port, node_address(board), boot_timeout)
     res.identity = ident
     res.problem = identity_problem(ident, network, board, expected_hash(dict(config)), version)
@@ -517,8 +537,10 @@ def flash_many(
     force: bool = False,
     boot_timeout: float = BOOT_TIMEOUT,
     on_done: Callable[[FlashResult | FlashError, int, int], None] | None = None,
+    buses: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[FlashResult | FlashError]:
-    """Flash (port, board, expected uid) jobs, ``parallel`` at a time (:func:`run_many`)."""
+    """Flash (port, board, expected uid) jobs, ``parallel`` at a time (:func:`run_many`);
+    ``buses``: board id → bus.json for boards built as bus drops."""
     mp = Mpremote()
 
     def one(port: str, bd: Board, uid: str | None) -> FlashResult:
@@ -532,6 +554,7 @@ def flash_many(
             mpremote=mp,
             boot_timeout=boot_timeout,
             force=force,
+            bus=(buses or {}).get(bd.id),
         )
 
     return run_many(jobs, one, parallel, on_done)
@@ -603,6 +626,7 @@ def check_board(
     expect_uid: str | None = None,
     mpremote: Mpremote | None = None,
     boot_timeout: float = BOOT_TIMEOUT,
+    bus: Mapping[str, Any] | None = None,
 ) -> CheckResult:
     """Compare the board at ``port`` with what :func:`flash_board` would write: every file by
     sha256 (the probe), and the running node's identify answer ``running`` (config hash,
@@ -613,7 +637,7 @@ def check_board(
 
     t0 = time.monotonic()
     mp = mpremote or Mpremote()
-    files = payload(config, root)
+    files = payload(config, root, bus)
     version = firmware_version(root)
     res = CheckResult(board, port, expected_hash(dict(config)), running)
     probe, _ = probe_retrying(mp, port, list(files), reset=True)

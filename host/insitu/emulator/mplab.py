@@ -119,6 +119,7 @@ class MicroPythonLab:
             if bd.id not in ids:
                 continue
             env = {}
+            pm = None
             if deployed:
                 cfg = flashed[bd.id]
                 pm = load_pinmap(default_pinmap_path(bd.family))
@@ -126,8 +127,9 @@ class MicroPythonLab:
             else:
                 cfg = node_config(network, bd, self.calibration, timeout_ms=0)
                 if self.pinmap is not None:
-                    cfg = apply_pins(cfg, self.pinmap)
-                    env["INSITU_WIRING"] = json.dumps(board_wiring(self.pinmap, cfg))
+                    pm = self.pinmap
+                    cfg = apply_pins(cfg, pm)
+                    env["INSITU_WIRING"] = json.dumps(board_wiring(pm, cfg))
             if timeout_ms is not None:
                 cfg["timeout_ms"] = timeout_ms
             if wdt is not None:
@@ -137,8 +139,9 @@ class MicroPythonLab:
             flash.mkdir(parents=True, exist_ok=True)
             if install:
                 install_firmware(flash, cfg)
-                if bus:
-                    (flash / "bus.json").write_text(json.dumps(bus_config(network, bd)))
+                if bus:  # a board on pins drives its pin map's UART and DE pin
+                    uart = pm.bus.json() if pm is not None and pm.bus is not None else None
+                    (flash / "bus.json").write_text(json.dumps(bus_config(network, bd, uart)))
             self.boards[bd.id] = MicroPythonBoard(
                 flash,
                 unique_id=f"{network.name}-{bd.id}",

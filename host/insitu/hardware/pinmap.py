@@ -200,6 +200,31 @@ class Disp:
     pins: Mapping[str, int]
 
 
+# UART pins by function (RP2040/RP2350 datasheets, GPIO function table F2); the ESP32 routes
+# UART1/UART2 to any pin through its GPIO matrix (UART0 is the console)
+RP2_UART_PINS = {
+    0: {"tx": frozenset({0, 12, 16, 28}), "rx": frozenset({1, 13, 17, 29})},
+    1: {"tx": frozenset({4, 8, 20, 24}), "rx": frozenset({5, 9, 21, 25})},
+}
+ESP32_BUS_UARTS = (1, 2)
+
+
+@dataclass(frozen=True)
+class BusPins:
+    """The board's bus drop: a UART to an RS-485 transceiver and its driver enable. A bus
+    board keeps bond slots 0..slots-1; the bus takes the pins of the ones above."""
+
+    uart: int
+    tx: int
+    rx: int
+    de: int  # driver enable, tied to the transceiver's /RE: high only while transmitting
+    slots: int
+
+    def json(self) -> dict[str, int]:
+        """The UART part of the board's bus.json (firmware hal/bus.py)."""
+        return {"uart": self.uart, "tx": self.tx, "rx": self.rx, "de": self.de}
+
+
 @dataclass(frozen=True)
 class PinMap:
     name: str
@@ -212,14 +237,20 @@ class PinMap:
     force: tuple[Mapping[str, int], ...]  # by axis: {"pwm", "dir"}
     clamp: tuple[Mapping[str, int], ...]  # by axis: {"lock"}
     disp: tuple[Disp, ...]  # by axis
+    bus: BusPins | None = None  # the board's RS-485 drop, if the map offers one
 
-    def max_bonds(self, element: str = "servo") -> int:
-        """Bonds this board can own built with `element` (slots are used from 0 upwards)."""
+    def max_bonds(self, element: str = "servo", bus: bool = False) -> int:
+        """Bonds this board can own built with `element` (slots are used from 0 upwards);
+        ``bus``: built as a bus drop, whose UART takes the slots from ``bus.slots`` up."""
         n = 0
         for s in self.slots:
             if getattr(s, element) is None:
                 break
             n += 1
+        if bus:
+            if self.bus is None:
+                return 0
+            n = min(n, self.bus.slots)
         return n
 
     @property
@@ -276,7 +307,7 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ctx.fail("toml", str(exc))
-    ctx.unknown_keys(data, {"pinmap", "slot", "force", "clamp", "disp"}, "")
+    ctx.unknown_keys(data, {"pinmap", "slot", "force", "clamp", "disp", "bus"}, "")
     head = ctx.value_table(data.get("pinmap"), "pinmap", "{name, family, chip, ...}")
     allowed = {"name", "schema", "family", "chip", "board", "description", "wifi"}
     ctx.unknown_keys(head, allowed, "pinmap.")
@@ -388,6 +419,7 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
     forces = axes("force", force)
     clamps = axes("clamp", clamp)
     disps = axes("disp", disp)
+    bus = _parse_bus(ctx, chip, data.get("bus"), len(slots), uses) if "bus" in data else None
 
     pm = PinMap(
         name=name,
@@ -400,12 +432,50 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
         force=forces,
         clamp=clamps,
         disp=disps,
+        bus=bus,
     )
     for u in uses:
         _check_pin(ctx, chip, wifi, u)
     _check_unique(ctx, uses)
     _check_pwm(ctx, chip, uses)
     return pm
+
+
+def _parse_bus(ctx: _Ctx, chip: Chip, raw: Any, n_slots: int, uses: list[_Use]) -> BusPins:
+    """[bus]: uart, tx, rx, de, slots. Its pins are checked like any other and must not meet
+    a pin the bus board still uses (the slots below ``slots``, forces, clamps, sensors)."""
+    d = ctx.value_table(raw, "bus", "{uart, tx, rx, de, slots}")
+    ctx.unknown_keys(d, {"uart", "tx", "rx", "de", "slots"}, "bus.")
+    pins = ctx.pins({k: d.get(k) for k in ("uart", "tx", "rx", "de") if k in d}, "bus",
+                    ("uart", "tx", "rx", "de"))  # fmt: skip
+    keep = d.get("slots")
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep < n_slots:
+        raise ctx.fail("bus.slots", f"must be the bond slots a bus board keeps, 1..{n_slots - 1} "
+                       f"(the bus takes the pins of the others), got {keep!r}")  # fmt: skip
+    uart = pins["uart"]
+    if chip.pwm == "rp2":
+        if uart not in RP2_UART_PINS:
+            raise ctx.fail("bus.uart", f"{chip.name.upper()} has UART0 and UART1, not {uart}")
+        for fn in ("tx", "rx"):
+            ok = RP2_UART_PINS[uart][fn]
+            if pins[fn] not in ok:
+                have = ", ".join(f"GP{p}" for p in sorted(ok))
+                raise ctx.fail(f"bus.{fn}", f"GP{pins[fn]} is not a UART{uart} {fn.upper()} "
+                               f"pin (UART{uart} {fn.upper()}: {have})")  # fmt: skip
+    elif uart not in ESP32_BUS_UARTS:
+        raise ctx.fail("bus.uart", f"UART{uart}: use UART1 or UART2 (UART0 is the console)")
+    kept = [u for u in uses if not _slot_above(u.where, keep)]
+    bus_uses = [_Use("bus.tx", pins["tx"], "out"), _Use("bus.rx", pins["rx"], "in"),
+                _Use("bus.de", pins["de"], "out")]  # fmt: skip
+    for u in bus_uses:
+        _check_pin(ctx, chip, False, u)
+    _check_unique(ctx, kept + bus_uses)
+    return BusPins(uart, pins["tx"], pins["rx"], pins["de"], keep)
+
+
+def _slot_above(where: str, keep: int) -> bool:
+    m = re.match(r"slot\[(\d+)\]", where)
+    return m is not None and int(m.group(1)) >= keep
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -718,6 +788,11 @@ def _describe(pm: PinMap) -> list[tuple[int, str, str, str]]:
         else:
             add(d.pins["dout"], f"disp {ax} DOUT", f"disp HX711 {ax} DOUT")
             add(d.pins["sck"], f"disp {ax} SCK", f"disp HX711 {ax} PD_SCK")
+    if pm.bus is not None:
+        b, note = pm.bus, f"bus build only (slots {pm.bus.slots}+ unused)"
+        add(b.tx, f"bus UART{b.uart} TX", "RS-485 transceiver DI", note)
+        add(b.rx, f"bus UART{b.uart} RX", "RS-485 transceiver RO", note)
+        add(b.de, "bus DE", "RS-485 transceiver DE and /RE", note + "; high = transmit")
     return rows
 
 
@@ -743,8 +818,10 @@ def wiring_table(pm: PinMap) -> str:
 def summary(pm: PinMap) -> str:
     """One line: what a board wired by this map can own and carry."""
     builds = ", ".join(f"{k} up to {pm.max_bonds(k)} bonds" for k in pm.builds)
+    if pm.bus is not None:
+        builds += f"; on a bus (UART{pm.bus.uart}) up to {pm.max_bonds(bus=True)} bonds"
     chip = pm.chip
-    used = {r[0] for r in _describe(pm)}
+    used = {r[0] for r in _describe(pm)}  # a bus build reuses slot pins: no new pins
     unusable = chip.flash | set(chip.console) | set(chip.strapping)
     free = sum(1 for p in chip.header if p not in used and p not in unusable)
     return (

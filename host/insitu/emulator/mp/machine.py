@@ -211,3 +211,39 @@ class WDT:
 
     def feed(self):
         emubus.notify("F")
+
+
+class UART:
+    # The board's UART to its RS-485 transceiver. An emulated board's bus drop is its console:
+    # the bytes the UART sends and receives are the process's stdout and stdin, the pty the
+    # emulated bus (insitu.emulator.bus.PtyBus) joins to the others, so the firmware's own UART
+    # path (hal/bus.py UartLink: any/read/write/flush/txdone and the DE pin) runs as on a board.
+    # The line's timing is the bus's to model; this UART sends at once.
+    def __init__(self, id, baudrate=115200, *, tx=None, rx=None, timeout=0, **kw):
+        import select
+        import sys
+
+        self.id = id
+        self.baudrate = baudrate
+        self.tx, self.rx = tx, rx
+        self._in = getattr(sys.stdin, "buffer", sys.stdin)
+        self._out = sys.stdout
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+
+    def any(self):
+        # a stream cannot say how many bytes are waiting: one, when any is
+        return 1 if self._poll.poll(0) else 0
+
+    def read(self, n=1):
+        return self._in.read(1)
+
+    def write(self, data):
+        self._out.write(data if isinstance(data, str) else data.decode())
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def txdone(self):
+        return True
