@@ -192,6 +192,40 @@ def test_emulate_virtual_clock_bench_console_and_published_ports(
     assert not list(tmp_path.glob("insitu/emulate-*.json"))  # unpublished when it stops
 
 
+def test_emulate_a_bus_of_micropython_boards_one_port_and_port_auto(
+    repo_root, tmp_path, monkeypatch, capsys
+):
+    """`insitu emulate --micropython --bus`: the boards are MicroPython processes on one
+    emulated RS-485 bus and the lab prints one port, its adapter's; `insitu ports` finds every
+    node behind it, and `--port auto` reaches them as a bus (quiet phases) with the listen
+    time the lab published."""
+    import os
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insitu.cli.main", "emulate", "li-mao-2024", "--profile",
+         "ideal", "--micropython", "--bus"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo_root, env={**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        assert "14 micropython boards" in proc.stdout.readline()
+        port, what, boards = proc.stdout.readline().rstrip("\n").split("\t")
+        assert what == "bus" and boards.startswith("14 boards")
+        assert main(["ports", "--json", "--timeout", "3"]) == 0
+        listed = json.loads(capsys.readouterr().out)["ports"]
+        assert sorted(int(r["node"]) for r in listed if r["port"] == port) == list(range(1, 15))
+        argv = ["gradcheck", "li-mao-2024", "--port", "auto", "--load", "11:0,-0.049",
+                "--adjoint", "8:0.01,0", "--json"]  # fmt: skip
+        assert main(argv) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res["cosine"] > 0.999999
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
 def test_virtual_time_boards_on_ports_give_the_exact_gradient(net):
     """In-process boards served on ptys in virtual time (emulator/ptyserve.py), reached only
     through pyserial as a lab reaches boards: the settle is skipped, not shortened, so the

@@ -52,6 +52,9 @@ def add_port_arguments(p: argparse.ArgumentParser, port_help: str) -> None:
     p.add_argument("--bus", action="store_true",
                    help="the boards share one RS-485 line (--port: its adapter; emulated "
                    "boards: one emulated bus); quiet phases (docs/protocol.md)")  # fmt: skip
+    p.add_argument("--bus-listen", type=number(0.001, 60.0), metavar="S",
+                   help="--port --bus: seconds of silence after a quiet request that mean "
+                   "consent (default: 20 ms + the boards' reply slots)")  # fmt: skip
     p.add_argument("--family", choices=("pico", "pico2", "esp32", "emu"), help="--port: family")
     p.add_argument(
         "--pins", metavar="MAP",
@@ -71,7 +74,8 @@ def open_port_rig(args: argparse.Namespace, net: Any) -> Any:
 
     try:
         return open_rig(net, args.port, family=args.family, pins=args.pins,
-                        profile=args.profile, bus=bool(getattr(args, "bus", False)))[1]  # fmt: skip
+                        profile=args.profile, bus=bool(getattr(args, "bus", False)),
+                        listen_s=getattr(args, "bus_listen", None))[1]  # fmt: skip
     except (FlashError, ValueError, LinkError, RigError) as exc:
         raise UserError(str(exc))
 

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--bus: the emulated bus joins MicroPython boards (add --micropython); "
                         "in-process boards on a bus: insitu train/gradcheck --bus")  # fmt: skip
     bus_port = None
+    from insitu.emulator.mplab import MP_BUS_LISTEN_S
+
     if args.micropython:
         from insitu.emulator.mplab import MicroPythonLab
 
@@ -147,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     # `insitu ports` lists these ptys, and `--port auto` takes them (with their family); a
     # bus is reached through its one port, not the boards' own
     published = publish_lab(net.name, None if deployed else "emu",
-                            ports if bus_port is None else {0: bus_port})  # fmt: skip
+                            ports if bus_port is None else {0: bus_port},
+                            None if bus_port is None else MP_BUS_LISTEN_S)  # fmt: skip
     try:
         while not stop.wait(0.5):
             pass

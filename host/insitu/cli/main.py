@@ -108,20 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_auto_ports(args: argparse.Namespace) -> None:
-    """``--port auto``: the ports a running ``insitu emulate`` published, and its family
-    unless --family says otherwise (deploy.discovery.auto_ports)."""
+    """``--port auto``: the ports a running ``insitu emulate`` published, its family unless
+    --family says otherwise, and --bus when its boards share a bus (deploy.discovery)."""
     ports = getattr(args, "port", None)
     if not isinstance(ports, list) or "auto" not in ports:
         return
     from insitu.deploy.discovery import DiscoveryError, auto_ports
 
     try:
-        found, family = auto_ports()
+        found, family, listen = auto_ports()
     except DiscoveryError as exc:
         raise UserError(str(exc)) from None
     args.port = [p for p in ports if p != "auto"] + [p for p in found if p not in ports]
     if hasattr(args, "family") and args.family is None and family is not None:
         args.family = family
+    if listen is not None and hasattr(args, "bus"):  # a bus's adapter, and how long to listen
+        args.bus = True
+        if getattr(args, "bus_listen", None) is None and hasattr(args, "bus_listen"):
+            args.bus_listen = listen
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

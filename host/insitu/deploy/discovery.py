@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from insitu.links.base import LinkError
 from insitu.network.schema import Board, Network
@@ -258,14 +258,22 @@ def published_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"insitu-{os.getuid()}"
 
 
-def publish_lab(network: str, family: str | None, ports: Mapping[int, str]) -> Path:
-    """Announce this process's emulated boards (board id -> port); returns the file, which
-    the caller removes when its boards stop (a dead process's file is ignored anyway)."""
+def publish_lab(
+    network: str,
+    family: str | None,
+    ports: Mapping[int, str],
+    bus_listen_s: float | None = None,
+) -> Path:
+    """Announce this process's emulated boards (board id -> port; ``bus_listen_s``: the one
+    port is the adapter of a bus they share, and the listen time its boards need); returns
+    the file, which the caller removes when its boards stop (a dead process's file is ignored
+    anyway)."""
     d = published_dir()
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"emulate-{os.getpid()}.json"
     doc = {"pid": os.getpid(), "network": network, "family": family,
-           "ports": {str(b): p for b, p in ports.items()}}  # fmt: skip
+           "ports": {str(b): p for b, p in ports.items()},
+           "bus_listen_s": bus_listen_s}  # fmt: skip
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)
@@ -285,10 +293,15 @@ def published_labs() -> list[dict[str, Any]]:
     return labs
 
 
-def auto_ports() -> tuple[list[str], str | None]:
-    """What ``--port auto`` means: the ports of the one running ``insitu emulate`` lab and the
-    family to tell the host (None: as the network file says). DiscoveryError when there is
-    none or more than one (name them with --port then)."""
+class AutoPorts(NamedTuple):
+    ports: list[str]
+    family: str | None  # what to tell the host (None: as the network file says)
+    bus_listen_s: float | None  # the port is a bus's adapter; the listen time its boards need
+
+
+def auto_ports() -> AutoPorts:
+    """What ``--port auto`` means: the ports of the one running ``insitu emulate`` lab.
+    DiscoveryError when there is none or more than one (name them with --port then)."""
     labs = published_labs()
     if len(labs) != 1:
         which = ", ".join(f"pid {lab['pid']} ({lab['network']})" for lab in labs)
@@ -299,4 +312,4 @@ def auto_ports() -> tuple[list[str], str | None]:
         )  # fmt: skip
     lab = labs[0]
     ports = [lab["ports"][b] for b in sorted(lab["ports"], key=int)]
-    return ports, lab.get("family")
+    return AutoPorts(ports, lab.get("family"), lab.get("bus_listen_s"))
