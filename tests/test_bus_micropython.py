@@ -18,7 +18,7 @@ from insitu.links import SerialLink
 from insitu.network.generate import to_toml, triangular
 from insitu.network.schema import load_network
 from insitu.rig.lab import board_configs
-from insitu.rig.session import Rig
+from insitu.rig.session import Rig, RigError
 from insitu.trainers.insitu import Phases, accumulate_batch
 
 
@@ -126,3 +126,18 @@ def test_training_through_the_bus_port(bus_lab, tmp_path: Path,
     assert out["loadings"] == out["measurements"] > 0 and out["rig_seconds"] > 0
     assert np.isfinite(out["final_loss"]) and len(out["k_final"]) == net.n_bonds
     assert any(k != 137.5 for k in out["k_final"])  # the boards stepped their stiffness
+
+
+def test_a_dead_board_on_the_bus_is_named_by_the_gather(bus_lab) -> None:
+    net, _, lab, hub = bus_lab
+    victim = net.boards[7].id
+    lab.boards[victim].power_cut()
+    rig = Rig(net, SerialLink(hub.port, bus=True, listen_s=MP_BUS_LISTEN_S),
+              configs=board_configs(net, family=lab.family, profile="ideal"), timeout=2.0,
+              retries=1)  # fmt: skip
+    try:
+        with pytest.raises(RigError, match=f"board {victim} .*did not answer identify"):
+            rig.connect()
+    finally:
+        rig.close()
+        lab.boards[victim].power_on()

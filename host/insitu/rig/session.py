@@ -278,9 +278,9 @@ class Rig:
         quiet: bool = False,
         listen: bool = False,
     ) -> None:
-        """Collect replies with ``seq`` until every board in ``expect`` answered (``listen``:
-        until ``timeout`` passes without a line). ``quiet``: any board of the wire may speak
-        (an error, a fault), not only the expected ones."""
+        """Collect replies with ``seq`` until every board in ``expect`` answered or ``timeout``
+        has passed (``listen``: until it has passed, whatever came). ``quiet``: any board of
+        the wire may speak (a refusal, a busy board), not only the expected ones."""
         # the link's own clock (virtual links count virtual seconds), so a chatty or noisy
         # link cannot keep the rig here past the timeout
         now = getattr(w.link, "now", time.monotonic)
@@ -703,8 +703,8 @@ class Rig:
         if batch is not None:
             args["batch"] = int(batch)
         args.update({k: float(v) for k, v in hyper.items()})
-        # on a bus only boards with a fault to report answer (and any that refuses): the
-        # step's largest |dk| and bound count are not gathered (NaN, 0), the state is
+        # on a bus only a board that refuses answers: the step's largest |dk| and bound count
+        # are not gathered (NaN, 0; `state` reads them), and held bonds come by fault events
         replies = self.broadcast("update", args, speakers=set() if self.on_bus else None)
         self._check_boots("update", replies)
         for addr, p in replies.items():
