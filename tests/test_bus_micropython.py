@@ -141,3 +141,24 @@ def test_a_dead_board_on_the_bus_is_named_by_the_gather(bus_lab) -> None:
     finally:
         rig.close()
         lab.boards[victim].power_on()
+
+
+def test_a_babbling_transmitter_on_a_micropython_bus_is_reported(tmp_path: Path) -> None:
+    """A transmitter stuck on (bursts back to back): every frame on the line is garbled, the
+    boards answer nothing they could read, and the rig's error names the noise it heard."""
+    from insitu.emulator.bus import Babbler
+    from insitu.resources import network_path
+
+    net = load_network(network_path("li-mao-2024"))
+    lab = MicroPythonLab(net, "ideal", 0, bus=True, workdir=tmp_path).start()
+    try:
+        hub = lab.bus_hub(babbler=Babbler(period_us=2_000, burst_us=2_000))
+        rig = Rig(net, SerialLink(hub.port, bus=True), timeout=1.0, retries=1)
+        try:
+            with pytest.raises(RigError, match="did not answer identify.*unreadable lines"):
+                rig.connect()
+            assert hub.stats.collisions > 0
+        finally:
+            rig.close()
+    finally:
+        lab.stop()

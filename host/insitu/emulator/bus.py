@@ -278,13 +278,16 @@ class PtyBus:
     frame waits for its slot, crosses the line (held back until the line's time says it has),
     reaches the host and every other board (a bus drop hears everything). Lines a board's
     console prints that are not frames (the interpreter's banner) stay off the bus: a UART
-    carries only what the firmware writes to it.
+    carries only what the firmware writes to it. A ``babbler`` garbles the frames its bursts
+    overlap and sends the host its noise; a dead board is a board powered off
+    (``MicroPythonBoard.power_cut``).
     """
 
     bus = True
 
     def __init__(self, ports: dict[int, str], slots: dict[int, int],
-                 timing: BusTiming | None = None, name: str = "bus") -> None:  # fmt: skip
+                 timing: BusTiming | None = None, name: str = "bus",
+                 babbler: Babbler | None = None, seed: int = 0) -> None:  # fmt: skip
         import os
         import threading
         import tty
@@ -301,7 +304,9 @@ class PtyBus:
         self.port = os.ttyname(slave)
         self._boards = {bid: serial.serial_for_url(p, timeout=0) for bid, p in ports.items()}
         self._t0 = None
-        self.line = _Line(self.timing)
+        self.line = _Line(self.timing, babbler=babbler)
+        self._rng = random.Random(seed)
+        self._noise_at = 0 if babbler is None else babbler.next_end(0)
         self._due: list[tuple[float, int, str]] = []  # (wall time the host gets it, order, line)
         self._order = 0
         self._stop = threading.Event()
@@ -382,6 +387,13 @@ class PtyBus:
                         del buf[: nl + 1]
                         self._carry(src, text)
                 now = self._now_us()
+                bab = self.line.babbler
+                if bab is not None and now >= self._noise_at:  # a burst reaches the host
+                    n = max(1, min(200, bab.burst_us * self.timing.baud // 10_000_000))
+                    noise = "".join(chr(self._rng.randrange(33, 127)) for _ in range(n))
+                    heapq.heappush(self._due, (now, self._order, noise))
+                    self._order += 1
+                    self._noise_at = bab.next_end(now + 1)
                 while self._due and self._due[0][0] <= now:
                     line = heapq.heappop(self._due)[2]
                     try:
@@ -395,11 +407,13 @@ class PtyBus:
         now = self._now_us()
         if src is None:  # the host's adapter drives the line
             end, garbled = self.line.host(now, text)
-            self._to_boards(text)
+            self._to_boards(_garble(text, self._rng) if garbled else text)
             return
         if "@" not in text:
             return  # the unix port's console, not the firmware's UART
         end, garbled = self.line.board(now, self.slots[src], text)
+        if garbled:
+            text = _garble(text, self._rng)
         heapq.heappush(self._due, (end, self._order, text))
         self._order += 1
         self._to_boards(text, skip=src)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from insitu.deploy.flash import FIRMWARE_DIR, firmware_files
 from insitu.deploy.nodeconfig import bus_config, bus_slots, config_text, node_config
-from insitu.emulator.bus import BusTiming, PtyBus
+from insitu.emulator.bus import Babbler, BusTiming, PtyBus
 from insitu.emulator.clock import RealClock
 from insitu.emulator.hardware import get_profile
 from insitu.emulator.inprocess import (
@@ -169,12 +169,13 @@ class MicroPythonLab:
     def ports(self) -> dict[int, str]:
         return {bid: b.port for bid, b in self.boards.items()}
 
-    def bus_hub(self, timing: BusTiming | None = None) -> PtyBus:
+    def bus_hub(self, timing: BusTiming | None = None, babbler: Babbler | None = None) -> PtyBus:
         """The started boards (made with ``bus=True``) on one emulated bus: a started
-        ``PtyBus`` whose ``port`` is the host's end (stop it before the lab)."""
+        ``PtyBus`` whose ``port`` is the host's end (stopped with the lab)."""
         if self._hub is None:
             self._hub = PtyBus(self.ports(), bus_slots(self.network), timing,
-                               name=f"bus://{self.network.name}").start()  # fmt: skip
+                               name=f"bus://{self.network.name}",
+                               babbler=babbler).start()  # fmt: skip
         return self._hub
 
     def stop(self) -> None:
