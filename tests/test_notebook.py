@@ -49,6 +49,24 @@ def test_a_recorded_run_reads_back_with_units_and_bond_names(tmp_path) -> None:
     assert again.info["config"]["firmware_sha256"] == firmware_sha256()
 
 
+def test_a_session_on_one_bus_trains_the_same_and_records_it(tmp_path) -> None:
+    """Session(bus=True): the emulated boards share one emulated RS-485 bus; the run is the
+    one on separate links (ideal boards: the same stiffness), its config says bus, and the
+    per-step max |dk| a bus does not gather reads as missing."""
+    store = tmp_path / "nb.sqlite"
+    runs = []
+    for bus in (False, True):
+        lab = insitu.Session("li-mao-2024", profile="ideal", store=store, bus=bus)
+        runs.append(lab.train("iris", method="insitu", epochs=1, batch=35, seed=3,
+                              gradient_epochs=""))  # fmt: skip
+    plain, bus = runs
+    assert "one bus" in repr(lab)
+    assert bus.result.k_final == pytest.approx(plain.result.k_final, rel=1e-9)
+    info = insitu.open_run(bus.id, store=store).info
+    assert info["config"].get("bus") is True
+    assert insitu.open_run(bus.id, store=store).steps()["max |dk| (N/m)"].isna().all()
+
+
 def test_refusals_are_the_commands_one_line_errors_and_write_nothing(tmp_path) -> None:
     store = tmp_path / "nb.sqlite"
     lab = insitu.Session("li-mao-2024", profile="ideal", store=store)

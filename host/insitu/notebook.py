@@ -53,6 +53,9 @@ class Session:
     ``network``: a bundled network name (``li-mao-2024``) or a network file. ``ports``: the
     boards' serial ports (``["auto"]``: those a running ``insitu emulate`` published); without
     them every ``train`` runs on emulated boards of ``profile`` running the real firmware.
+    ``bus``: the boards share one RS-485 line (the one port is its adapter; emulated boards go
+    on one emulated bus): quiet phases, docs/protocol.md "Bus"; ``bus_listen`` seconds of
+    silence mean consent (default: what the deployed boards need).
     ``store``: the run store (default ``$INSITU_STORE`` or ``runs/insitu.sqlite``).
     """
 
@@ -65,6 +68,8 @@ class Session:
         ports: Sequence[str] | None = None,
         family: str | None = None,
         pins: str | Path | None = None,
+        bus: bool = False,
+        bus_listen: float | None = None,
         store: str | Path | None = None,
     ) -> None:
         from insitu.network.schema import load_network
@@ -76,17 +81,20 @@ class Session:
         self.ports = list(ports or [])
         self.family = family
         self.pins = None if pins is None else str(pins)
+        self.bus = bus
+        self.bus_listen = bus_listen
         self.store = None if store is None else Path(store)
 
     def __repr__(self) -> str:
         where = f"ports {', '.join(self.ports)}" if self.ports else f"emulated {self.profile}"
-        return f"Session({self.network.name!r}, {where})"
+        return f"Session({self.network.name!r}, {where}{', one bus' if self.bus else ''})"
 
     def _rig_flags(self) -> list[str]:
         out = ["--profile", self.profile] + (["--element", self.element] if self.element else [])
         for p in self.ports:
             out += ["--port", p]
-        return out + _flags({"family": self.family, "pins": self.pins})
+        return out + _flags({"family": self.family, "pins": self.pins, "bus": self.bus,
+                             "bus_listen": self.bus_listen})  # fmt: skip
 
     def train(
         self,
