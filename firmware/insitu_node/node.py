@@ -506,6 +506,8 @@ class Node:
         ch, hl = self.ch, self.health
         for i in range(n + self.nd):
             m = ch.mean(i)
+            if self._float and m == self.off[i]:  # noiseless, unstrained (fixed ends): not stuck
+                hl.same[i] = 0
             self._fault(i, hl.judge(i, ch.cnt[i], m, ch.hi[i] - ch.lo[i]))
             v = (m - self.off[i]) * self.gain[i]
             if i < n and 0 < hl.code[i] < FAULT_ELEM:

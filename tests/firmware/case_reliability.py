@@ -74,6 +74,26 @@ def test_stuck_sensor_found_reported_and_frozen():
     assert h.one("state", {"only": "faults"}).args["faults"] == ["ok", "ok", "ok"]
 
 
+def test_a_noiseless_unstrained_gauge_is_not_stuck_but_a_frozen_reading_is():
+    """Ideal emulated gauges (float counts) have no noise: a bond between two fixed nodes reads
+    exactly its offset under every load and is not "stuck"; one frozen anywhere else is."""
+    cfg = fx.config(3)
+    for b in cfg["bonds"]:
+        b["sensor"]["float"] = True
+        b["cal"]["offset"] = 5
+    bus = fx.Bus()
+    node = emulated(cfg, bus)
+    h = fx.Host(node)
+    t, events = 0, []
+    for s in range(3 * STUCK_N):
+        bus.strain[0] = 5.0  # unstrained: exactly the offset, whatever the load
+        bus.strain[1] = 1234.25  # frozen away from the offset: a stuck sensor
+        bus.strain[2] = 100.0 + s  # loaded and moving
+        t, r, ev = _measure(h, t, {"phase": "forward", "tag": 1 + s % 4})
+        events += ev
+    assert [(e["kind"], e["ch"]) for e in events] == [("stuck", 1)]
+
+
 def test_live_sensors_never_flagged():
     bus, node, h = _node()
     t, events = 0, []
