@@ -102,6 +102,15 @@ def test_retry_of_a_quiet_request_stays_quiet_and_is_not_applied_twice():
     assert link.out == [] and drop.quiet.kept == 2
 
 
+def test_only_an_ok_op_is_kept_quiet_not_a_reason_that_says_ok():
+    q = hbus.Quiet()
+    q.hear("~" + codec.encode(30, "*", "update", {"rule": "adjoint", "lr": 1.0}))
+    assert not q.speaks(codec.reply_ok(30, "n1", {"count": 1}))
+    assert q.speaks(codec.reply_err(30, "n1", "batch", "count ok but 2 tags"))
+    assert q.speaks(codec.reply_ok(30, "n1", {"u": [0.0]}))
+    assert q.speaks(codec.reply_ok(31, "n1", {}))  # not a quiet request
+
+
 def test_events_always_go_out():
     node, link, drop = _drop()
     drop.write(codec.event(node.id, {"ev": "boot", "boots": 1}))

@@ -44,6 +44,17 @@ def seq_of(line):
     return int(s)
 
 
+def _is_ok(b):
+    """Whether frame line ``b`` (bytes) is an ``ok`` reply: its op field, the token after seq
+    and addr (an error's reason text may say " ok ")."""
+    i = b.find(b"@1 ")
+    if i < 0:
+        return False
+    j = b.find(b" ", i + 3)  # after seq
+    k = b.find(b" ", j + 1) if j > 0 else -1  # after addr
+    return k > 0 and b[k + 1 : k + 4] == b"ok "
+
+
 class Quiet:
     """Which replies a bus node keeps off the line. ``hear`` every received line, then ask
     ``speaks`` of every line the node would send."""
@@ -62,7 +73,7 @@ class Quiet:
 
     def speaks(self, line):
         b = line.encode() if isinstance(line, str) else line
-        if b.find(b" ok ") < 0 or seq_of(b) not in self._seqs:
+        if not _is_ok(b) or seq_of(b) not in self._seqs:
             return True  # errors, events, replies to ordinary requests
         for key in _SPEAK:
             if b.find(key) >= 0:
