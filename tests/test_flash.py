@@ -659,6 +659,8 @@ def test_flash_bus_makes_a_quiet_drop_and_flash_without_it_brings_it_back(net, t
             assert seqs == [8], got
         finally:
             link.close()
+        rc, out, err = _flash_one(capsys, board.port, "--check", "--bus")
+        assert rc == 0, out + err  # the files, bus.json included, are what --bus writes
         rc, out, err = _flash_one(capsys, board.port, "--json")
         assert rc == 0, err
         (b,) = json.loads(out)["boards"]

@@ -22,7 +22,15 @@ import json
 
 from ..compat import const, ticks_diff
 
-_RING = const(8)  # quiet requests remembered (a deferred reply comes a phase later)
+
+def _ticks_us():
+    from time import ticks_us  # MicroPython; CPython: the firmware's tests pass a clock
+
+    return ticks_us()
+
+
+_RING = const(16)  # quiet requests remembered (a deferred reply comes after the busy pings)
+_HOLD_MAX_US = const(50000)  # a line that never goes quiet (noise): transmit anyway
 # what makes an ok reply to a quiet request worth the line: displacements (the outputs'
 # report), elongations (asked for), a board still busy (asked whether). A sensor or element
 # fault is announced once by its event; the latched "bad"/"held" lists stay off the line.
@@ -65,7 +73,9 @@ class Quiet:
         self.kept = 0  # ok replies kept off the bus
 
     def hear(self, line):
-        if line[:1] == (QUIET if isinstance(line, str) else b"~"):
+        # the mark is the character before the frame's "@" (noise may precede it)
+        at = line.find("@" if isinstance(line, str) else b"@")
+        if at > 0 and line[at - 1 : at] == (QUIET if isinstance(line, str) else b"~"):
             s = seq_of(line)
             if s > 0 and s not in self._seqs:
                 self._seqs[self._i] = s
@@ -90,7 +100,7 @@ class BusLink:
         self.link = link
         self.quiet = Quiet()
         self.hold_us = (slot + 1) * gap_us
-        self._now = now_us
+        self._now = now_us or getattr(link, "now_us", None) or _ticks_us
 
     def lines(self):
         out = self.link.lines()
@@ -103,7 +113,8 @@ class BusLink:
             return
         idle = getattr(self.link, "idle_us", None)
         if idle is not None:  # a UART sees the line: carrier sense before driving it
-            while idle() < self.hold_us:
+            t0 = self._now()
+            while idle() < self.hold_us and ticks_diff(self._now(), t0) < _HOLD_MAX_US:
                 pass
         self.link.write(line)
 
@@ -154,8 +165,12 @@ class UartLink:
         self._ready = []
         return out
 
+    def now_us(self):
+        return self._us()
+
     def idle_us(self):
-        """Microseconds since a byte was last seen on the line."""
+        """Microseconds since a byte was last seen on the line (stamped when the receive
+        FIFO is read, so a board's poll latency adds to its slot gap)."""
         self._pump()
         return ticks_diff(self._us(), self._last)
 
@@ -197,7 +212,9 @@ def open_link(cfg, stdio):
 
         from machine import UART, Pin
 
+        # rxbuf: 4 KB hold 40 ms of line at 1 Mbaud (a flash write or a long tick), where
+        # the default 256 B would drop the end of a frame
         u = UART(cfg["uart"], baudrate=cfg.get("baud", 1000000), tx=Pin(cfg["tx"]),
-                 rx=Pin(cfg["rx"]), timeout=0)  # fmt: skip
+                 rx=Pin(cfg["rx"]), timeout=0, rxbuf=4096)  # fmt: skip
         inner = UartLink(u, Pin(cfg["de"], Pin.OUT), ticks_us)
     return BusLink(inner, cfg.get("slot", 0), cfg.get("gap_us", 20))

@@ -655,7 +655,9 @@ def check_board(
             res.same.append(dest)
         else:  # including "?", a board without hashlib: not known to be the same
             res.changed.append(dest)
-    if running is None:
+    if running is None and bus is not None:
+        pass  # a bus drop answers on the bus, not on USB: its files say what it runs
+    elif running is None:
         res.problem = "no answer to identify (no insitu firmware running there)"
     else:
         # everything but the config hash, which config_differs reports with both hashes

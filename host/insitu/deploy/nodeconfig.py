@@ -136,6 +136,16 @@ def bus_listen_s(
     return (handle_us + turnaround_us + (boards + 1) * gap_us) / 1e6
 
 
+def bus_gather_s(
+    boards: int, reply_bytes: int = 300, baud: int = BUS_BAUD, gap_us: int = BUS_GAP_US
+) -> float:
+    """Line time of an acknowledged broadcast on a bus (every board answers, one after
+    another): each reply's bytes plus its slot's wait, (slot + 1) gaps of idle line after the
+    reply before it — gap·N(N+1)/2 in all (10 s at 1,000 boards: connect and checkpoints only,
+    never a phase)."""
+    return (boards * reply_bytes * 10 / baud) + gap_us * boards * (boards + 1) / 2 / 1e6
+
+
 def bus_slots(network: Network) -> dict[int, int]:
     """Each board's reply slot on a shared bus (board id → slot, unique, from 0). Boards
     that answer every measurement (displacement sensors) and the other actuated boards come

@@ -274,8 +274,9 @@ class PtyBus:
     ``bus=True``, whose flash holds bus.json) joined into one emulated bus in real time, and
     one pseudo-terminal for the host: the port of its USB–RS-485 adapter (``self.port``).
 
-    A frame from the host reaches every board's port once it has crossed the line; a board's
-    frame waits for its slot, crosses the line (held back until the line's time says it has),
+    A frame from the host reaches every board's port at once (its line time is counted, not
+    waited: the boards' own handling is slower than the line); a board's frame waits for its
+    slot, crosses the line (held back from the host until the line's time says it has),
     reaches the host and every other board (a bus drop hears everything). Lines a board's
     console prints that are not frames (the interpreter's banner) stay off the bus: a UART
     carries only what the firmware writes to it. A ``babbler`` garbles the frames its bursts
@@ -307,10 +308,9 @@ class PtyBus:
         self.line = _Line(self.timing, babbler=babbler)
         self._rng = random.Random(seed)
         self._noise_at = 0 if babbler is None else babbler.next_end(0)
-        self._due: list[tuple[float, int, str]] = []  # (wall time the host gets it, order, line)
+        self._due: list[tuple[int, int, str]] = []  # (µs from start the host gets it, order, line)
         self._order = 0
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="insitu-bus", daemon=True)
 
     @property
@@ -371,8 +371,11 @@ class PtyBus:
         try:
             while not self._stop.is_set():
                 wait = 0.05
-                if self._due:
-                    wait = max(0.0, min(wait, self._t0 + self._due[0][0] / 1e6 - time.monotonic()))
+                nxt = [self._due[0][0]] if self._due else []
+                if self.line.babbler is not None:
+                    nxt.append(self._noise_at)
+                if nxt:
+                    wait = max(0.0, min(wait, self._t0 + min(nxt) / 1e6 - time.monotonic()))
                 for key, _ in sel.select(wait):
                     src = key.data
                     try:

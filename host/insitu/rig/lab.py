@@ -203,7 +203,12 @@ def port_rig(
     configs = board_configs(network, family=family, pins=pins, profile=profile or "ideal")
     links = []
     try:
-        links = [SerialLink(port, bus=bus, listen_s=listen_s) for port in ports]
+        from insitu.deploy.nodeconfig import BUS_BAUD
+        from insitu.links.serial_link import DEFAULT_BAUD
+
+        # a bus adapter runs at the baud the boards' bus.json gives their UARTs
+        baud = BUS_BAUD if bus else DEFAULT_BAUD
+        links = [SerialLink(port, baud, bus=bus, listen_s=listen_s) for port in ports]
         rig = Rig(network, links, configs=configs, timeout=timeout)
         rig.connect()
     except Exception:

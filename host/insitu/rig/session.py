@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from insitu.deploy.nodeconfig import bus_listen_s, expected_hash, node_address
+from insitu.deploy.nodeconfig import bus_gather_s, bus_listen_s, expected_hash, node_address
 from insitu.links.base import Link
 from insitu.network.schema import Board, Network, Port
 from insitu_node import VERSION as FIRMWARE_VERSION
@@ -154,11 +154,13 @@ class _Wire:
     bus: bool = False  # a shared line whose boards keep quiet requests' ok replies to themselves
     quiet: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # recent quiet seqs
 
+    slots: int = 0  # reply slots numbered on the network (bus_slots): the last one's wait
+
     def listen_s(self) -> float:
         """How long silence after a quiet request must last to mean consent: the link's own
         figure (an emulated bus knows its timing), else the deployed boards' (nodeconfig)."""
         own = getattr(self.link, "listen_s", None)
-        return float(own) if own is not None else bus_listen_s(len(self.boards))
+        return float(own) if own is not None else bus_listen_s(self.slots)
 
 
 class Rig:
@@ -185,7 +187,8 @@ class Rig:
             raise RigError("no links to boards")
         if seq_start is None:  # a restarted host must not reuse a (seq, frame) a node cached
             seq_start = random.SystemRandom().randrange(1, codec.MAX_SEQ // 2)
-        self._wires = [_Wire(ln, seq_start, bus=bool(getattr(ln, "bus", False))) for ln in links]
+        self._wires = [_Wire(ln, seq_start, bus=bool(getattr(ln, "bus", False)),
+                             slots=len(network.boards)) for ln in links]  # fmt: skip
         self.configs = dict(configs) if configs is not None else None
         self.timeout = timeout
         self.retries = retries
@@ -246,6 +249,9 @@ class Rig:
             jobs.append((w, seq, line, set(expect), hush))
         got: dict[str, codec.Frame] = {}
         for w, seq, line, expect, hush in jobs:
+            wait = timeout
+            if w.bus and not hush:  # every board answers, one after another on the line
+                wait += bus_gather_s(len(expect))
             for attempt in range(self.retries + 1):
                 if attempt:
                     self._send(w, line)
@@ -254,7 +260,7 @@ class Rig:
                                                                      key=_addr_key))  # fmt: skip
                     log.info("%s: no reply from %s, sent again (attempt %d of %d)", op, silent,
                              attempt + 1, self.retries + 1)  # fmt: skip
-                self._collect(w, seq, expect, got, timeout, hush)
+                self._collect(w, seq, expect, got, wait, hush)
                 if expect <= got.keys():
                     break
             missing = sorted(expect - got.keys(), key=_addr_key)
@@ -500,7 +506,8 @@ class Rig:
                 for w, seq in zip(self._wires, seqs, strict=True):
                     self._send(w, codec.encode(seq, BROADCAST, "identify", {}))
                     self.counters.retries += 1
-            deadline = time.monotonic() + self.timeout
+            gather = max((bus_gather_s(len(expect)) for w in self._wires if w.bus), default=0.0)
+            deadline = time.monotonic() + self.timeout + gather
             while time.monotonic() < deadline and not expect <= found.keys():
                 quiet = True
                 for i, w in enumerate(self._wires):
@@ -782,6 +789,7 @@ class Rig:
         as the new reference)."""
         rebooted = []
         self._late.clear()
+        self._late_busy.clear()
         for addr, p in self.broadcast("ping").items():
             info = self.boards[addr]
             boots = int(p.get("boots", info.boots))
