@@ -133,3 +133,34 @@ def test_line_time_follows_the_baud_rate() -> None:
     t = BusTiming(baud=1_000_000)
     assert t.frame_us("x" * 99) == 1000  # 100 bytes of 10 bits at 1 Mbaud
     assert BusTiming(baud=115_200).frame_us("x" * 99) == 8681
+
+
+def test_a_phase_on_a_bus_ends_when_no_board_is_still_measuring() -> None:
+    """Settle until still (calm): each board decides when to sample, so boards without
+    sensors can finish after the output boards have reported. The rig then asks quietly
+    (`~ping`, answered by busy boards only) until none is busy: when measure returns, no
+    board is measuring, so the next phase's forces cannot land in a measurement."""
+    from insitu.network.schema import Port
+    from insitu.resources import network_path
+
+    net = load_network(network_path("li-mao-2024"))
+    lab = InProcessLab(net, profile="realistic", seed=0)
+    rig = Rig(net, lab.bus(), configs=expected_configs(net, lab.calibration), seq_start=1)
+    rig.connect()
+    rig.forces_off()
+    busy_seen = []
+    plain = rig.broadcast
+
+    def watch(op, args=None, timeout=None, speakers=None):
+        r = plain(op, args, timeout, speakers)
+        if op == "ping" and speakers is not None:
+            busy_seen.append(sorted(a for a, p in r.items() if p.get("busy")))
+        return r
+
+    rig.broadcast = watch
+    for tag, f in enumerate((-0.04, -0.02), 1):
+        rig.apply_forces({Port(11, 1): f})
+        rig.measure("forward", tag=tag, settle_ms=2000, calm=10000)
+        assert not lab._busy()  # every board done before the rig moves on
+        assert busy_seen[-1] == []  # the last quiet ping heard nobody
+    assert any(busy_seen[:-1])  # and before it some board was still settling
