@@ -212,6 +212,16 @@ def test_insitu_runs_from_the_wheel_outside_the_checkout(
     sha, cols = r.stdout.split()
     assert sha == firmware_sha256() and int(cols) == 1 + 28  # epoch + li-mao's 28 bonds
 
+    # the kit's boards on one RS-485 bus from the wheel: its firmware's bus drop (hal/bus.py,
+    # UartLink on the Pico pin map's [bus] UART and DE pin) on MicroPython processes
+    r = _timed(
+        "gradcheck --micropython --bus",
+        [insitu, "gradcheck", "li-mao-2024", "--micropython", "--bus", "--profile", "realistic",
+         "--load", "11:0,-0.04", "--adjoint", "13:0,0.02", "--json"],
+        300, env=env, cwd=cwd,
+    )  # fmt: skip
+    assert json.loads(r.stdout)["cosine"] > 0.999
+
     # MicroPython boards from the wheel's firmware: started, one answers, flash --check finds
     # it identical to what the wheel would flash, then SIGINT stops them
     t0 = time.monotonic()

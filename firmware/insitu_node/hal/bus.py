@@ -22,13 +22,6 @@ import json
 
 from ..compat import const, ticks_diff
 
-
-def _ticks_us():
-    from time import ticks_us  # MicroPython; CPython: the firmware's tests pass a clock
-
-    return ticks_us()
-
-
 _RING = const(16)  # quiet requests remembered (a deferred reply comes after the busy pings)
 _HOLD_MAX_US = const(50000)  # a line that never goes quiet (noise): transmit anyway
 # what makes an ok reply to a quiet request worth the line: displacements (the outputs'
@@ -96,11 +89,10 @@ class BusLink:
     """A link (``lines()``, ``write(line)``, as hal/link.StdioLink) that is a bus drop:
     quiet replies are kept off the line and every write waits for the board's slot."""
 
-    def __init__(self, link, slot=0, gap_us=20, now_us=None):
+    def __init__(self, link, slot=0, gap_us=20):
         self.link = link
         self.quiet = Quiet()
         self.hold_us = (slot + 1) * gap_us
-        self._now = now_us or getattr(link, "now_us", None) or _ticks_us
 
     def lines(self):
         out = self.link.lines()
@@ -113,8 +105,9 @@ class BusLink:
             return
         idle = getattr(self.link, "idle_us", None)
         if idle is not None:  # a UART sees the line: carrier sense before driving it
-            t0 = self._now()
-            while idle() < self.hold_us and ticks_diff(self._now(), t0) < _HOLD_MAX_US:
+            now = self.link.now_us
+            t0 = now()
+            while idle() < self.hold_us and ticks_diff(now(), t0) < _HOLD_MAX_US:
                 pass
         self.link.write(line)
 

@@ -110,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--bus: the emulated bus joins MicroPython boards (add --micropython); "
                         "in-process boards on a bus: insitu train/gradcheck --bus")  # fmt: skip
     bus_port = None
-    from insitu.emulator.mplab import MP_BUS_LISTEN_S
-
     if args.micropython:
         from insitu.emulator.mplab import MicroPythonLab
 
@@ -150,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     # bus is reached through its one port, not the boards' own
     published = publish_lab(net.name, None if deployed else "emu",
                             ports if bus_port is None else {0: bus_port},
-                            None if bus_port is None else MP_BUS_LISTEN_S)  # fmt: skip
+                            None if bus_port is None else lab.bus_listen_s)  # fmt: skip
     try:
         while not stop.wait(0.5):
             pass

@@ -326,23 +326,25 @@ def bus_files(net: Any, boards: list, family: str | None, pins: str | None) -> d
     pins of its pin map's [bus] table; UserError if a map has none or a board owns more
     bonds than a bus build of its board keeps."""
     from insitu.cli.main import UserError
-    from insitu.deploy.nodeconfig import bus_config
+    from insitu.deploy.nodeconfig import bus_config, bus_slots
     from insitu.hardware.pinmap import default_pinmap_path, load_pinmap
 
+    slots = bus_slots(net)
+    maps: dict[str, Any] = {}
     out = {}
     for bd in boards:
         fam = family or bd.family
         if fam == "emu":  # an emulated board's drop is its console
-            out[bd.id] = bus_config(net, bd)
+            out[bd.id] = bus_config(slots[bd.id])
             continue
         path = pins or str(default_pinmap_path(fam))
-        pm = load_pinmap(path)
+        pm = maps[path] = maps.get(path) or load_pinmap(path)  # one read per map
         if pm.bus is None:
             raise UserError(f"--bus: pin map {path} has no [bus] table (UART, DE pins)")
         if len(bd.bonds) > pm.bus.slots:
             raise UserError(f"--bus: board {bd.id} owns {len(bd.bonds)} bonds; a {fam} board on "
                             f"a bus keeps {pm.bus.slots} bond slots ({path} [bus])")  # fmt: skip
-        out[bd.id] = bus_config(net, bd, uart=pm.bus.json())
+        out[bd.id] = bus_config(slots[bd.id], uart=pm.bus.json())
     return out
 
 

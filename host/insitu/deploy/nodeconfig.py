@@ -158,15 +158,15 @@ def bus_slots(network: Network) -> dict[int, int]:
 
 
 def bus_config(
-    network: Network,
-    board: Board,
+    slot: int,
     uart: dict[str, int] | None = None,
     baud: int = BUS_BAUD,
     gap_us: int = BUS_GAP_US,
 ) -> dict[str, Any]:
-    """A board's ``bus.json`` (firmware hal/bus.py): its slot and gap, and on rp2/esp32 the
-    UART and the transceiver's pins from the board's pin map (``uart``: uart, tx, rx, de)."""
-    cfg: dict[str, Any] = {"slot": bus_slots(network)[board.id], "gap_us": gap_us}
+    """A board's ``bus.json`` (firmware hal/bus.py): its slot (``bus_slots``, computed once
+    for the network) and gap, and on rp2/esp32 the UART and the transceiver's pins from the
+    board's pin map (``uart``: uart, tx, rx, de)."""
+    cfg: dict[str, Any] = {"slot": slot, "gap_us": gap_us}
     if uart is not None:
         cfg.update(uart)
         cfg["baud"] = baud

@@ -17,7 +17,11 @@ is the lab clock's, so rig time includes it. ``BusStats`` counts what the line c
 from __future__ import annotations
 
 import heapq
+import os
 import random
+import selectors
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -114,21 +118,19 @@ class _Line:
 
     def host(self, now_us: int, line: str) -> tuple[int, bool]:
         """The host sends: (end time, garbled)."""
-        start = max(now_us, self.free_us)
-        end = start + self.timing.frame_us(line)
-        self.free_us = end
         self.stats.host_frames += 1
         self.stats.host_bytes += len(line) + 1
-        self.stats.busy_us += end - start
-        return end, self._hit(start, end)
+        return self._occupy(max(now_us, self.free_us), line)
 
     def board(self, ready_us: int, slot: int, line: str) -> tuple[int, bool]:
         """A board sends once its slot's silence has passed: (end time, garbled)."""
-        start = max(ready_us, self.free_us + (slot + 1) * self.timing.gap_us)
-        end = start + self.timing.frame_us(line)
-        self.free_us = end
         self.stats.board_frames += 1
         self.stats.board_bytes += len(line) + 1
+        return self._occupy(max(ready_us, self.free_us + (slot + 1) * self.timing.gap_us), line)
+
+    def _occupy(self, start: int, line: str) -> tuple[int, bool]:
+        end = start + self.timing.frame_us(line)
+        self.free_us = end
         self.stats.busy_us += end - start
         return end, self._hit(start, end)
 
@@ -289,20 +291,14 @@ class PtyBus:
     def __init__(self, ports: dict[int, str], slots: dict[int, int],
                  timing: BusTiming | None = None, name: str = "bus",
                  babbler: Babbler | None = None, seed: int = 0) -> None:  # fmt: skip
-        import os
-        import threading
-        import tty
-
         import serial
+
+        from insitu.emulator.ptyserve import raw_pty
 
         self.timing = timing or BusTiming()
         self.slots = dict(slots)
         self.name = name
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
+        self._master, self._slave, self.port = raw_pty()
         self._boards = {bid: serial.serial_for_url(p, timeout=0) for bid, p in ports.items()}
         self._t0 = None
         self.line = _Line(self.timing, babbler=babbler)
@@ -318,15 +314,11 @@ class PtyBus:
         return self.line.stats
 
     def start(self) -> PtyBus:
-        import time
-
         self._t0 = time.monotonic()
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        import os
-
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
@@ -345,8 +337,6 @@ class PtyBus:
         self.stop()
 
     def _now_us(self) -> int:
-        import time
-
         return int((time.monotonic() - (self._t0 or 0.0)) * 1e6)
 
     def _to_boards(self, line: str, skip: int | None = None) -> None:
@@ -359,10 +349,6 @@ class PtyBus:
                     pass
 
     def _run(self) -> None:
-        import os
-        import selectors
-        import time
-
         sel = selectors.DefaultSelector()
         sel.register(self._master, selectors.EVENT_READ, None)
         for bid, s in self._boards.items():

@@ -225,9 +225,9 @@ class InProcessLab:
         """Power-cycle one board: a fresh node from its config and its (persisted) storage."""
         old = self.nodes[board_id]
         node = self.nodes[board_id] = self._boot(board_id, old.boots + 1, old.hal.uid)
-        for ln in self._links:  # a bus hears the boot announcement app/main.py prints
-            if getattr(ln, "bus", False):
-                ln.deliver(board_id, [codec.event(node.id, {"ev": "boot", "boots": node.boots})])
+        boot = codec.event(node.id, {"ev": "boot", "boots": node.boots})
+        for ln in self._links:  # the announcement app/main.py prints, on every link
+            ln.deliver(board_id, [boot])
 
     def _boot(self, board_id: int, boots: int, uid: str) -> Node:
         cfg = self.configs[board_id]

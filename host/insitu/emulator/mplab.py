@@ -115,6 +115,7 @@ class MicroPythonLab:
         self.boards: dict[int, MicroPythonBoard] = {}
         # what `insitu flash` writes (rig.lab.board_configs, the one generator)
         flashed = board_configs(network, profile=profile) if deployed else {}
+        slots = bus_slots(network) if bus else {}
         for bd in network.boards:
             if bd.id not in ids:
                 continue
@@ -141,7 +142,7 @@ class MicroPythonLab:
                 install_firmware(flash, cfg)
                 if bus:  # a board on pins drives its pin map's UART and DE pin
                     uart = pm.bus.json() if pm is not None and pm.bus is not None else None
-                    (flash / "bus.json").write_text(json.dumps(bus_config(network, bd, uart)))
+                    (flash / "bus.json").write_text(json.dumps(bus_config(slots[bd.id], uart)))
             self.boards[bd.id] = MicroPythonBoard(
                 flash,
                 unique_id=f"{network.name}-{bd.id}",
@@ -150,6 +151,8 @@ class MicroPythonLab:
                 env=env,
                 name=f"{network.name}/board-{bd.id}",
             )
+
+    bus_listen_s = MP_BUS_LISTEN_S  # what a host listening on their bus should wait
 
     @property
     def family(self) -> str | None:

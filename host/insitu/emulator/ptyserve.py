@@ -29,6 +29,15 @@ QUIET_S = 0.001  # virtual time: host silence (wall s) that ends a burst of phas
 MAX_PTYS = 2048
 
 
+def raw_pty() -> tuple[int, int, str]:
+    """(master fd, slave fd, slave path) of a new pty whose slave is raw — no echo, no line
+    editing: bytes pass as on a USB CDC port — and whose master never blocks."""
+    m, s = os.openpty()
+    tty.setraw(s)
+    os.set_blocking(m, False)
+    return m, s, os.ttyname(s)
+
+
 class PtyServer:
     """Expose the boards of an ``InProcessLab`` on ptys (its clock decides real or virtual
     time, see the module doc)."""
@@ -42,12 +51,9 @@ class PtyServer:
         self._last_line = 0.0  # monotonic time the last bytes came in (virtual time's burst)
         self._thread: threading.Thread | None = None
         for bid in lab.nodes:
-            m, s = os.openpty()
-            tty.setraw(s)  # no echo, no line editing: bytes pass as on a USB CDC port
-            os.set_blocking(m, False)
+            m, s, self.ports[bid] = raw_pty()
             self._fds[bid] = (m, s)
             self._buf[bid] = bytearray()
-            self.ports[bid] = os.ttyname(s)
 
     def start(self) -> PtyServer:
         self._thread = threading.Thread(target=self._run, name="insitu-ptyserve", daemon=True)

@@ -266,7 +266,7 @@ class _Use:
     kind: str  # in | out | pwm | adc
     build: str | None = None  # None: every build; else servo | coil
     hz: int = 0  # pwm only
-    slot: int | None = None  # element pins: the slot, to let its servo and coil share a pwm
+    slot: int | None = None  # a bond slot's pins (its servo and coil may share a pwm)
 
 
 class _Ctx(ParseContext):
@@ -357,11 +357,11 @@ def parse_pinmap(text: str, source: str = "<pinmap>") -> PinMap:
         sensor = sensors[0]
         if sensor == "hx711":
             sp = ctx.pins(rs["hx711"], f"{w}.hx711", ("dout", "sck"))
-            uses.append(_Use(f"{w}.hx711.dout", sp["dout"], "in"))
-            uses.append(_Use(f"{w}.hx711.sck", sp["sck"], "out"))
+            uses.append(_Use(f"{w}.hx711.dout", sp["dout"], "in", slot=i))
+            uses.append(_Use(f"{w}.hx711.sck", sp["sck"], "out", slot=i))
         else:
             sp = ctx.pins(rs["adc"], f"{w}.adc", ("adc",))
-            uses.append(_Use(f"{w}.adc.adc", sp["adc"], "adc"))
+            uses.append(_Use(f"{w}.adc.adc", sp["adc"], "adc", slot=i))
         servo = coil = None
         if "servo" in rs:
             servo = ctx.pins(rs["servo"], f"{w}.servo", ("pwm",))
@@ -464,7 +464,7 @@ def _parse_bus(ctx: _Ctx, chip: Chip, raw: Any, n_slots: int, uses: list[_Use]) 
                                f"pin (UART{uart} {fn.upper()}: {have})")  # fmt: skip
     elif uart not in ESP32_BUS_UARTS:
         raise ctx.fail("bus.uart", f"UART{uart}: use UART1 or UART2 (UART0 is the console)")
-    kept = [u for u in uses if not _slot_above(u.where, keep)]
+    kept = [u for u in uses if u.slot is None or u.slot < keep]
     bus_uses = [_Use("bus.tx", pins["tx"], "out"), _Use("bus.rx", pins["rx"], "in"),
                 _Use("bus.de", pins["de"], "out")]  # fmt: skip
     for u in bus_uses:
@@ -472,10 +472,6 @@ def _parse_bus(ctx: _Ctx, chip: Chip, raw: Any, n_slots: int, uses: list[_Use]) 
     _check_unique(ctx, kept + bus_uses)
     return BusPins(uart, pins["tx"], pins["rx"], pins["de"], keep)
 
-
-def _slot_above(where: str, keep: int) -> bool:
-    m = re.match(r"slot\[(\d+)\]", where)
-    return m is not None and int(m.group(1)) >= keep
 
 
 # ----------------------------------------------------------------------------- the checks

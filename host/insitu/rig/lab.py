@@ -259,7 +259,7 @@ def micropython_rig(
     """Start the boards as MicroPython processes on ptys and connect a Rig over their ports
     (``bus``: over one emulated bus joining them, the host on its adapter's port); the lab is
     started (stop it with :func:`close_rig`), and stopped again on failure."""
-    from insitu.emulator.mplab import MP_BUS_LISTEN_S, MicroPythonLab
+    from insitu.emulator.mplab import MicroPythonLab
     from insitu.links import SerialLink
 
     # by default the kit's boards of the file's families (MicroPythonLab's "auto")
@@ -267,7 +267,7 @@ def micropython_rig(
     links = []
     try:
         if bus:
-            links = [SerialLink(lab.bus_hub().port, bus=True, listen_s=MP_BUS_LISTEN_S)]
+            links = [SerialLink(lab.bus_hub().port, bus=True, listen_s=lab.bus_listen_s)]
         else:
             links = [SerialLink(port) for port in lab.ports().values()]
         configs = board_configs(network, family=lab.family,

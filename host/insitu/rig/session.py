@@ -154,13 +154,12 @@ class _Wire:
     bus: bool = False  # a shared line whose boards keep quiet requests' ok replies to themselves
     quiet: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # recent quiet seqs
 
-    slots: int = 0  # reply slots numbered on the network (bus_slots): the last one's wait
-
-    def listen_s(self) -> float:
+    def listen_s(self, slots: int) -> float:
         """How long silence after a quiet request must last to mean consent: the link's own
-        figure (an emulated bus knows its timing), else the deployed boards' (nodeconfig)."""
+        figure (an emulated bus knows its timing), else the deployed boards' (nodeconfig) for
+        ``slots`` reply slots (numbered on the network: the last one waits longest)."""
         own = getattr(self.link, "listen_s", None)
-        return float(own) if own is not None else bus_listen_s(self.slots)
+        return float(own) if own is not None else bus_listen_s(slots)
 
 
 class Rig:
@@ -187,8 +186,7 @@ class Rig:
             raise RigError("no links to boards")
         if seq_start is None:  # a restarted host must not reuse a (seq, frame) a node cached
             seq_start = random.SystemRandom().randrange(1, codec.MAX_SEQ // 2)
-        self._wires = [_Wire(ln, seq_start, bus=bool(getattr(ln, "bus", False)),
-                             slots=len(network.boards)) for ln in links]  # fmt: skip
+        self._wires = [_Wire(ln, seq_start, bus=bool(getattr(ln, "bus", False))) for ln in links]
         self.configs = dict(configs) if configs is not None else None
         self.timeout = timeout
         self.retries = retries
@@ -271,7 +269,8 @@ class Rig:
                     f"on {getattr(w.link, 'name', 'link')}{self._noise()}"
                 )
             if hush:  # the boards with nothing to say: silence for listen_s means consent
-                self._collect(w, seq, set(), got, w.listen_s(), hush, listen=True)
+                self._collect(w, seq, set(), got, w.listen_s(len(self._by_addr)), hush,
+                              listen=True)  # fmt: skip
         return got
 
     def _collect(
